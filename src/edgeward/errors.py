@@ -1,0 +1,118 @@
+"""The one exception tree of edgeward, split by whose fault an error is.
+
+Every error edgeward raises on purpose is an :class:`EdgewardError`. Third-party exceptions
+(llama.cpp, onnxruntime, paho-mqtt, cryptography) are translated into one of these at the
+boundary where edgeward calls them (``raise RuntimeBackendError(...) from e``), so the rest of
+the code and every caller catches edgeward's types only.
+
+Each class carries the process exit code the CLI uses for it, so scripts can tell a bad
+configuration (fix your input) from a failed signature (do not run this) from a broken backend
+(report a bug or check the installation)::
+
+    try:
+        profile = load_profile_file(path)
+    except ConfigError as e:
+        print(e)            # one line: what was wrong and what to do
+
+Messages are written for the person who has to act on them: they name the file, field or value
+that was wrong and, where it is not obvious, what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "ChannelError",
+    "ConfigError",
+    "EdgewardError",
+    "ProfileError",
+    "ResourceError",
+    "RuntimeBackendError",
+    "SafetyBlocked",
+    "SignatureError",
+]
+
+
+class EdgewardError(Exception):
+    """Base of every error edgeward raises on purpose.
+
+    Attributes:
+        exit_code: the exit status the ``edgeward`` command uses for this kind of error.
+    """
+
+    exit_code: int = 1
+
+    @property
+    def kind(self) -> str:
+        """A stable, machine-readable name of the error kind (for ``--json`` output)."""
+        name = type(self).__name__
+        out = [name[0].lower()]
+        for ch in name[1:]:
+            if ch.isupper():
+                out.append("_")
+            out.append(ch.lower())
+        return "".join(out)
+
+
+class ConfigError(EdgewardError):
+    """The user's input is wrong: a configuration file, a command-line value, a missing path.
+
+    The fix is on the caller's side; the message names what was wrong.
+    """
+
+    exit_code = 3
+
+
+class ProfileError(ConfigError):
+    """A hardware profile is malformed or unknown (names the file, the field and the value)."""
+
+
+class ArtifactError(EdgewardError):
+    """A model or artifact file is unusable: not the expected format, truncated, unsupported."""
+
+    exit_code = 4
+
+
+class SignatureError(EdgewardError):
+    """A signature, digest or provenance check failed. What failed must not be used.
+
+    Never raised as, or replaced by, a bare ``ValueError``: a caller must be able to tell
+    "this artifact was tampered with" from any other problem.
+    """
+
+    exit_code = 5
+
+
+class RuntimeBackendError(EdgewardError):
+    """An inference or compression backend (llama.cpp, ONNX Runtime) failed.
+
+    Raised at the boundary with the backend's own exception chained as ``__cause__``.
+    """
+
+    exit_code = 6
+
+
+class SafetyBlocked(EdgewardError):  # noqa: N818 - a verdict, not a malfunction
+    """The safety filter blocked a prompt or an output.
+
+    Attributes:
+        categories: the hazard categories that caused the block (e.g. ``["S1"]``).
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, categories: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.categories = list(categories or [])
+
+
+class ChannelError(EdgewardError):
+    """The device <-> fleet channel failed: broker unreachable, TLS, protocol, oversize message."""
+
+    exit_code = 8
+
+
+class ResourceError(EdgewardError):
+    """The machine lacks a resource the operation needs: disk space, memory, a free port."""
+
+    exit_code = 9

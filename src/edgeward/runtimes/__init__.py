@@ -1,0 +1,41 @@
+"""Runtimes: one :class:`Runtime` interface over the inference backends.
+
+A runtime loads an artifact for a hardware profile and generates, chats and tokenizes; each call
+reports its figures (prompt and completion tokens, time to first token, decode tokens/s, peak
+memory). Backend exceptions never escape: they become
+:class:`~edgeward.errors.RuntimeBackendError`. ::
+
+    from edgeward.runtimes import LlamaCppRuntime, SamplingParams
+
+    with LlamaCppRuntime() as rt:
+        rt.load(path_to_gguf, profile)
+        stream = rt.chat([{"role": "user", "content": "Hi"}], SamplingParams(temperature=0))
+        for piece in stream:
+            print(piece, end="")
+        print(stream.stats.decode_tokens_per_s)
+
+Backends: :class:`LlamaCppRuntime` (GGUF). The ONNX Runtime backend comes with a later issue.
+This package depends on :mod:`edgeward.hardware_profiles` (for the profile type) and
+:mod:`edgeward.errors`.
+"""
+
+from edgeward.runtimes._base import (
+    ChatMessage,
+    Completion,
+    GenerationStats,
+    Runtime,
+    SamplingParams,
+    TokenStream,
+)
+from edgeward.runtimes._llama_cpp import LlamaCppRuntime, llama_cpp_version
+
+__all__ = [
+    "ChatMessage",
+    "Completion",
+    "GenerationStats",
+    "LlamaCppRuntime",
+    "Runtime",
+    "SamplingParams",
+    "TokenStream",
+    "llama_cpp_version",
+]

@@ -1,0 +1,217 @@
+"""The llama.cpp backend (llama-cpp-python) for GGUF artifacts."""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeward.errors import ConfigError, RuntimeBackendError
+from edgeward.hardware_profiles import HardwareProfile
+from edgeward.runtimes._base import ChatMessage, FinishReason, Runtime, SamplingParams
+
+__all__ = ["LlamaCppRuntime", "llama_cpp_version"]
+
+_DEFAULT_CONTEXT = 4096  # tokens, when neither the request nor the profile says
+
+
+def llama_cpp_version() -> str:
+    """The installed llama-cpp-python version (it pins the llama.cpp it was built from)."""
+    import llama_cpp
+
+    return str(llama_cpp.__version__)
+
+
+class LlamaCppRuntime(Runtime):
+    """Runs GGUF models with llama.cpp.
+
+    Threads and GPU layers come from the profile; weights are memory-mapped; the context
+    length comes from the request, else the profile, else 4096 tokens (never more than the
+    model was trained for).
+    """
+
+    format = "gguf"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._llm: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _load(self, artifact: Path, profile: HardwareProfile | None,
+              context_length: int | None) -> None:
+        from llama_cpp import Llama
+
+        if artifact.is_dir():
+            raise ConfigError(f"{artifact}: is a directory; the llama.cpp runtime loads a .gguf file")
+        threads = (profile.effective_threads if profile else None) or _available_cores()
+        n_ctx = context_length
+        if n_ctx is None:
+            n_ctx = profile.default_context if profile else _DEFAULT_CONTEXT
+            trained = _trained_context(artifact)
+            if trained:
+                # A profile's default beyond what the model was trained for buys nothing.
+                n_ctx = min(n_ctx, trained)
+        self._llm = Llama(
+            model_path=str(artifact),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=profile.effective_gpu_layers if profile else 0,
+            use_mmap=True,
+            verbose=False,
+        )
+
+    def _unload(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = None
+
+    @property
+    def context_length(self) -> int:
+        """Tokens of context the loaded model was given."""
+        self._require_loaded()
+        return int(self._llm.n_ctx())
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The GGUF metadata of the loaded model (string values, as llama.cpp reports them)."""
+        self._require_loaded()
+        return dict(self._llm.metadata)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _tokenize(self, text: str, add_special: bool) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=False))
+
+    def _generate(self, prompt: str, params: SamplingParams, *,
+                  added_special: bool) -> tuple[int, Iterator[tuple[str, FinishReason | None]]]:
+        llm = self._llm
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        n_ctx = int(llm.n_ctx())
+        if len(tokens) >= n_ctx:
+            raise ConfigError(
+                f"the prompt is {len(tokens)} tokens but the context holds {n_ctx}; "
+                "shorten it or load with a longer context"
+            )
+        budget = min(params.max_tokens, n_ctx - len(tokens))
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
+        raw = llm.generate(
+            tokens,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+            reset=True,
+        )
+        return len(tokens), self._pieces(raw, budget, params.stop)
+
+    def _pieces(self, raw: Iterator[int], budget: int,
+                stop: tuple[str, ...]) -> Iterator[tuple[str, FinishReason | None]]:
+        import llama_cpp
+
+        vocab = self._llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held = ""  # text that could be the start of a stop string
+        produced = 0
+        try:
+            for token in raw:
+                produced += 1
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    yield held + decoder.decode(b"", final=True), "stop"
+                    return
+                text = held + decoder.decode(_piece(vocab, token))
+                cut = _find_stop(text, stop)
+                if cut is not None:
+                    yield text[:cut], "stop"
+                    return
+                keep = _stop_prefix_len(text, stop)
+                held = text[len(text) - keep:] if keep else ""
+                out = text[: len(text) - keep]
+                if produced >= budget:
+                    yield out + held + decoder.decode(b"", final=True), "length"
+                    return
+                yield out, None
+        finally:
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()
+
+    def _format_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, tuple[str, ...]]:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeBackendError(
+                f"{self._artifact}: the model has no chat template "
+                "(GGUF key tokenizer.chat_template); use generate() with a plain prompt"
+            )
+        model = self._llm._model
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(model.token_eos()),
+            bos_token=model.token_get_text(model.token_bos()),
+        )
+        result = formatter(messages=[dict(m) for m in messages])
+        stop = result.stop
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return result.prompt, stops
+
+
+def _piece(vocab: Any, token: int) -> bytes:
+    """The bytes of one token, with its leading space (as a continuation needs)."""
+    import llama_cpp
+
+    size = 64
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+        if n >= 0:
+            return buf.raw[:n]
+        size = -n  # llama.cpp returns the negated size it needs
+
+
+def _find_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stop: tuple[str, ...]) -> int:
+    """Length of the longest suffix of ``text`` that begins some stop string."""
+    best = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+def _trained_context(artifact: Path) -> int | None:
+    """``<arch>.context_length`` from the GGUF header, or None if it cannot be read."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(artifact)
+        arch_field = reader.fields.get("general.architecture")
+        if arch_field is None:
+            return None
+        arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8")
+        ctx_field = reader.fields.get(f"{arch}.context_length")
+        if ctx_field is None:
+            return None
+        return int(ctx_field.parts[ctx_field.data[0]][0])
+    except Exception:  # noqa: BLE001 - a header we cannot read is llama.cpp's to reject
+        return None
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
