@@ -17,14 +17,15 @@ import numpy as np
 
 __all__ = ["TinyLlamaSpec", "tiny_vocab", "write_tiny_gguf", "write_tiny_onnx"]
 
-_WORDS = (
+_WORD_TEXT = (
     "the of and to in is you that it he was for on are as with his they at be this have from "
     "or one had by word but not what all were we when your can said there use an each which "
     "she do how their if will up other about out many then them these so some her would make "
     "like him into time has look two more write go see number no way could people my than "
     "first water been call who oil its now find long down day did get come made may part "
     "model device edge hello world answer question small fast"
-).split()
+)
+_WORDS = _WORD_TEXT.split()
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{{ message['content'] }}<|im_end|>\n{% endfor %}"

@@ -22,10 +22,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _models import write_tiny_gguf, write_tiny_onnx  # noqa: E402
-
-from edgeward.errors import ConfigError  # noqa: E402
-from edgeward.packaged_models import find_packaged_model  # noqa: E402
+from _models import write_tiny_gguf, write_tiny_onnx
+from edgeward.errors import ConfigError
+from edgeward.packaged_models import find_packaged_model
 
 REPO = Path(__file__).resolve().parent.parent
 

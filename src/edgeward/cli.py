@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except EdgewardError as e:
         return _fail(e.kind, str(e), e.exit_code)
-    except Exception as e:  # noqa: BLE001 - the last line of defence prints one clear line
+    except Exception as e:
         return _fail("internal_error",
                      f"internal error: {type(e).__name__}: {e} "
                      "(this is a bug; re-run with --debug and report the traceback)", 1)

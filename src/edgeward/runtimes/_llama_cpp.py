@@ -47,7 +47,9 @@ class LlamaCppRuntime(Runtime):
         from llama_cpp import Llama
 
         if artifact.is_dir():
-            raise ConfigError(f"{artifact}: is a directory; the llama.cpp runtime loads a .gguf file")
+            raise ConfigError(
+                f"{artifact}: is a directory; the llama.cpp runtime loads a .gguf file"
+            )
         threads = (profile.effective_threads if profile else None) or _available_cores()
         n_ctx = context_length
         if n_ctx is None:
@@ -157,7 +159,7 @@ class LlamaCppRuntime(Runtime):
             eos_token=model.token_get_text(model.token_eos()),
             bos_token=model.token_get_text(model.token_bos()),
         )
-        result = formatter(messages=[dict(m) for m in messages])
+        result = formatter(messages=[dict(m) for m in messages])  # type: ignore[misc]
         stop = result.stop
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         return result.prompt, stops
@@ -206,7 +208,7 @@ def _trained_context(artifact: Path) -> int | None:
         if ctx_field is None:
             return None
         return int(ctx_field.parts[ctx_field.data[0]][0])
-    except Exception:  # noqa: BLE001 - a header we cannot read is llama.cpp's to reject
+    except Exception:
         return None
 
 

@@ -1,0 +1,150 @@
+"""The edgeward command: --json on every command, one-line errors, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeward import __version__
+from edgeward.cli import cli, main
+from edgeward.hardware_profiles import load_profile_file
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert f"edgeward {__version__}" in out
+    assert "llama-cpp-python" in out
+
+
+def test_profile_list_json_is_the_stable_interface(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "list", "--json")
+    assert code == 0
+    profiles = json.loads(out)
+    assert len(profiles) >= 11
+    for p in profiles:
+        assert {"name", "memory_bytes", "bandwidth_gbps", "backend", "cpu_features"} <= set(p)
+        assert isinstance(p["cpu_features"], list)
+
+
+def test_profile_list_human_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "list")
+    assert code == 0
+    assert "raspberry-pi-5-8gb" in out and "17.07" in out
+
+
+def test_profile_show(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "show", "rtx-4090-24gb", "--json")
+    assert code == 0
+    assert json.loads(out)["gpu_compute_capability"] == "8.9"
+
+
+def test_profile_detect_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "detect", "--no-bandwidth", "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["cores"] >= 1
+    assert "cores" in d["measured"] and "memory_bytes" in d["measured"]
+    assert d["memory_bytes"] > 2**28
+
+
+def test_profile_detect_writes_a_profile_that_loads_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "here.toml"
+    code, _, _ = run(capsys, "profile", "detect", "--no-bandwidth", "--name", "my-box",
+                     "--out", str(out_file), "--json")
+    assert code == 0
+    assert load_profile_file(out_file).name == "my-box"
+    # A second run refuses to overwrite and leaves the file as it was.
+    before = out_file.read_text()
+    code, _, err = run(capsys, "profile", "detect", "--no-bandwidth", "--out", str(out_file))
+    assert code == 3
+    assert "already exists" in err
+    assert out_file.read_text() == before
+
+
+def test_unknown_profile_is_one_clear_line_and_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "profile", "show", "rtx-4090")
+    assert code == 3
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "unknown hardware profile 'rtx-4090'" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_error_with_json_prints_an_error_object(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ndisplay_name = "X"\nmemory_bytes = -1\nbandwidth_gbps = 1\n')
+    code, out, err = run(capsys, "profile", "show", str(bad), "--json")
+    assert code == 3
+    payload = json.loads(out)
+    assert payload["error"] == "profile_error"
+    assert "memory_bytes" in payload["detail"] and "-1" in payload["detail"]
+    assert str(bad) in err
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--debug", "profile", "show", "no-such-profile")
+    assert code == 3
+    assert "Traceback" in err and "ProfileError" in err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "profile", "frobnicate")
+    assert code == 2
+    assert "No such command" in err
+
+
+def test_internal_error_is_one_line_without_debug(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import edgeward.hardware_profiles as hp
+
+    def boom() -> None:
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(hp, "catalog", boom)
+    code, _, err = run(capsys, "profile", "list")
+    assert code == 1
+    assert "internal error: ZeroDivisionError: oops" in err
+    assert "--debug" in err and "Traceback" not in err
+
+
+def _all_commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_command_takes_json() -> None:
+    commands = list(_all_commands())
+    assert commands
+    for path, cmd in commands:
+        assert any("--json" in p.opts for p in cmd.params), " ".join(path)
+
+
+def test_installed_entry_point() -> None:
+    exe = shutil.which("edgeward") or str(Path(sys.executable).parent / "edgeward")
+    proc = subprocess.run([exe, "profile", "show", "nope"], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("edgeward: error: unknown hardware profile 'nope'")
+    help_text = subprocess.run([exe, "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "Exit codes" in help_text
