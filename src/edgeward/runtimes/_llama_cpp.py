@@ -208,8 +208,8 @@ def _trained_context(artifact: Path) -> int | None:
         if ctx_field is None:
             return None
         return int(ctx_field.parts[ctx_field.data[0]][0])
-    except Exception:
-        return None
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None  # a header we cannot read is llama.cpp's to reject, with its own message
 
 
 def _available_cores() -> int:
