@@ -27,15 +27,19 @@ from edgeward.runtimes._base import (
     SamplingParams,
     TokenStream,
 )
+from edgeward.runtimes._gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
 from edgeward.runtimes._llama_cpp import LlamaCppRuntime, llama_cpp_version
 
 __all__ = [
     "ChatMessage",
     "Completion",
+    "GGUFHeader",
+    "GGUFTensorInfo",
     "GenerationStats",
     "LlamaCppRuntime",
     "Runtime",
     "SamplingParams",
     "TokenStream",
     "llama_cpp_version",
+    "read_gguf_header",
 ]

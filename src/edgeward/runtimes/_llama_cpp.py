@@ -10,9 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeward.errors import ConfigError, RuntimeBackendError
+from edgeward.errors import ArtifactError, ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes._base import ChatMessage, FinishReason, Runtime, SamplingParams
+from edgeward.runtimes._gguf_header import read_gguf_header
 
 __all__ = ["LlamaCppRuntime", "llama_cpp_version"]
 
@@ -197,19 +198,10 @@ def _stop_prefix_len(text: str, stop: tuple[str, ...]) -> int:
 def _trained_context(artifact: Path) -> int | None:
     """``<arch>.context_length`` from the GGUF header, or None if it cannot be read."""
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(artifact)
-        arch_field = reader.fields.get("general.architecture")
-        if arch_field is None:
-            return None
-        arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8")
-        ctx_field = reader.fields.get(f"{arch}.context_length")
-        if ctx_field is None:
-            return None
-        return int(ctx_field.parts[ctx_field.data[0]][0])
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
-        return None  # a header we cannot read is llama.cpp's to reject, with its own message
+        value = read_gguf_header(artifact).arch_value("context_length")
+    except ArtifactError:
+        return None  # llama.cpp rejects the file with its own message on load
+    return int(value) if isinstance(value, int) else None
 
 
 def _available_cores() -> int:

@@ -1,0 +1,219 @@
+"""A fast, validating reader of a GGUF file's header: metadata and tensor table.
+
+``gguf.GGUFReader`` builds numpy views of every field (seconds for a 49k-token vocabulary);
+runtimes and the compressor need only the header, so this reader streams it with ``struct``,
+skips arrays of numbers without decoding them, and checks that the tensor data the header
+promises is really in the file (a truncated download is caught here, not inside llama.cpp).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from edgeward.errors import ArtifactError
+
+__all__ = ["GGUFHeader", "GGUFTensorInfo", "read_gguf_header"]
+
+_MAGIC = b"GGUF"
+_DEFAULT_ALIGNMENT = 32
+# GGUF value types -> struct format (None: variable size).
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+            10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_MAX_COUNT = 1 << 32  # more keys, tensors or array items than this is a corrupt header
+
+# (block size in elements, bytes per block) per ggml type, as in ggml.c / gguf-py.
+GGML_BLOCK: dict[int, tuple[int, int]] = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+    15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18),
+    21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4),
+    27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66),
+}
+GGML_TYPE_NAMES: dict[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
+    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
+    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
+    23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
+    30: "BF16", 34: "TQ1_0", 35: "TQ2_0",
+}
+
+
+@dataclass(frozen=True)
+class GGUFTensorInfo:
+    """One tensor of the table: name, shape (ggml order: row size first), type and bytes."""
+
+    name: str
+    shape: tuple[int, ...]
+    type: int
+    offset: int  # from the start of the data section
+    n_bytes: int
+
+    @property
+    def type_name(self) -> str:
+        """The ggml type's name (``"Q4_K"``), or ``"type<N>"`` for one we do not know."""
+        return GGML_TYPE_NAMES.get(self.type, f"type{self.type}")
+
+    @property
+    def n_elements(self) -> int:
+        """Number of weights in the tensor."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    """The metadata and tensor table of a GGUF file.
+
+    Attributes:
+        path: the file.
+        version: GGUF format version.
+        metadata: key -> value; arrays of strings become lists, arrays of numbers are kept
+            only as their length (``("array", n)``) - read them with gguf-py if needed.
+        tensors: the tensor table in file order.
+        data_offset: where tensor data starts.
+        file_size: the file's size in bytes.
+    """
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    tensors: tuple[GGUFTensorInfo, ...]
+    data_offset: int
+    file_size: int
+    _by_name: dict[str, GGUFTensorInfo] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def architecture(self) -> str:
+        """``general.architecture`` (e.g. ``"llama"``)."""
+        return str(self.metadata.get("general.architecture", ""))
+
+    def arch_value(self, key: str, default: Any = None) -> Any:
+        """``<architecture>.<key>`` from the metadata (e.g. ``block_count``)."""
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    def tensor(self, name: str) -> GGUFTensorInfo | None:
+        """The tensor called ``name``, if the file has it."""
+        if not self._by_name:
+            self._by_name.update({t.name: t for t in self.tensors})
+        return self._by_name.get(name)
+
+    @property
+    def n_params(self) -> int:
+        """Total number of weights."""
+        return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def tensor_bytes(self) -> int:
+        """Total bytes of tensor data."""
+        return sum(t.n_bytes for t in self.tensors)
+
+
+def read_gguf_header(path: Path) -> GGUFHeader:
+    """Read and validate a GGUF file's header.
+
+    Raises:
+        ArtifactError: the file is missing, is not GGUF, has an unsupported version, a
+            corrupt header, or is shorter than its tensor table says (truncated).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            return _parse(f, path, size)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ArtifactError(f"{path}: is a directory, not a GGUF file") from None
+    except (struct.error, UnicodeDecodeError, EOFError) as e:
+        raise ArtifactError(f"{path}: corrupt or truncated GGUF header ({e})") from e
+
+
+def _parse(f: BinaryIO, path: Path, size: int) -> GGUFHeader:
+    magic = f.read(4)
+    if magic != _MAGIC:
+        raise ArtifactError(
+            f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
+            "convert the model to GGUF first (llama.cpp's convert_hf_to_gguf.py)"
+        )
+    version = _unpack(f, "<I")
+    if version not in (2, 3):
+        raise ArtifactError(f"{path}: GGUF version {version} is not supported (2 or 3 are)")
+    n_tensors = _unpack(f, "<Q")
+    n_kv = _unpack(f, "<Q")
+    if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
+        raise ArtifactError(f"{path}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = _string(f)
+        metadata[key] = _value(f, _unpack(f, "<I"))
+    raw = []
+    for _ in range(n_tensors):
+        name = _string(f)
+        n_dims = _unpack(f, "<I")
+        if n_dims > 8:
+            raise ArtifactError(f"{path}: tensor {name!r} claims {n_dims} dimensions")
+        shape = tuple(_unpack(f, "<Q") for _ in range(n_dims))
+        ggml_type = _unpack(f, "<I")
+        offset = _unpack(f, "<Q")
+        raw.append((name, shape, ggml_type, offset))
+    alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
+    pos = f.tell()
+    data_offset = pos + (-pos % alignment)
+    tensors = []
+    for name, shape, ggml_type, offset in raw:
+        block = GGML_BLOCK.get(ggml_type)
+        if block is None:
+            raise ArtifactError(f"{path}: tensor {name!r} has unknown ggml type {ggml_type}")
+        n = 1
+        for d in shape:
+            n *= d
+        n_bytes = n // block[0] * block[1]
+        end = data_offset + offset + n_bytes
+        if end > size:
+            raise ArtifactError(
+                f"{path}: truncated: tensor {name!r} ends at byte {end} but the file has "
+                f"{size} bytes; copy or download it again"
+            )
+        tensors.append(GGUFTensorInfo(name, shape, ggml_type, offset, n_bytes))
+    return GGUFHeader(path, version, metadata, tuple(tensors), data_offset, size)
+
+
+def _unpack(f: BinaryIO, fmt: str) -> Any:
+    n = struct.calcsize(fmt)
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError("unexpected end of file in the header")
+    return struct.unpack(fmt, data)[0]
+
+
+def _string(f: BinaryIO) -> str:
+    n = _unpack(f, "<Q")
+    if n > 1 << 30:
+        raise EOFError(f"implausible string length {n}")
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError("unexpected end of file in a string")
+    return data.decode("utf-8")
+
+
+def _value(f: BinaryIO, vtype: int) -> Any:
+    if vtype in _SCALARS:
+        return _unpack(f, _SCALARS[vtype])
+    if vtype == _STRING:
+        return _string(f)
+    if vtype == _ARRAY:
+        etype = _unpack(f, "<I")
+        count = _unpack(f, "<Q")
+        if count > _MAX_COUNT:
+            raise EOFError(f"implausible array length {count}")
+        if etype in _SCALARS:
+            f.seek(count * struct.calcsize(_SCALARS[etype]), 1)
+            return ("array", count)
+        return [_value(f, etype) for _ in range(count)]
+    raise EOFError(f"unknown GGUF value type {vtype}")
