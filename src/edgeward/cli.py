@@ -27,6 +27,7 @@ from edgeward import __version__
 from edgeward._cli._output import err, state
 from edgeward._cli.demo import demo
 from edgeward._cli.profile import profile
+from edgeward._cli.provenance import card, keys, sign, verify, verify_log
 from edgeward.errors import EdgewardError
 
 __all__ = ["cli", "main"]
@@ -61,6 +62,11 @@ def cli(debug: bool) -> None:
 
 cli.add_command(profile)
 cli.add_command(demo)
+cli.add_command(keys)
+cli.add_command(sign)
+cli.add_command(verify)
+cli.add_command(card)
+cli.add_command(verify_log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

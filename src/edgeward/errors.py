@@ -22,14 +22,26 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactError",
+    "BadSignatureError",
     "ChannelError",
     "ConfigError",
+    "DigestMismatchError",
     "EdgewardError",
+    "ExtraFileError",
+    "LogTamperedError",
+    "MalformedEnvelopeError",
+    "MissingFileError",
     "ProfileError",
     "ResourceError",
+    "RevokedKeyError",
     "RuntimeBackendError",
     "SafetyBlocked",
     "SignatureError",
+    "SubjectMismatchError",
+    "UnknownKeyError",
+    "UnsignedArtifactError",
+    "UnsupportedPredicateError",
+    "WrongRoleError",
 ]
 
 
@@ -81,6 +93,117 @@ class SignatureError(EdgewardError):
     """
 
     exit_code = 5
+
+
+class UnsignedArtifactError(SignatureError):
+    """No signature at all: no envelope next to the artifact, or an envelope with no signatures."""
+
+
+class MalformedEnvelopeError(SignatureError):
+    """A DSSE envelope, Sigstore bundle or in-toto statement is not what the format says.
+
+    Not JSON, a missing or mistyped field, bad base64, a truncated file, an unexpected
+    ``payloadType`` or ``_type``. Nothing in it can be trusted, so nothing in it is used.
+    """
+
+
+class UnsupportedPredicateError(SignatureError):
+    """The statement's predicate type or version is not one this edgeward understands.
+
+    A newer edgeward may have written it (upgrade), or it is some other tool's predicate.
+    """
+
+
+class UnknownKeyError(SignatureError):
+    """The signing key is not in the trust store.
+
+    Attributes:
+        key_id: the key id the signature names (sha256 of the public key's DER), or ``""``.
+    """
+
+    def __init__(self, message: str, *, key_id: str = "") -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class RevokedKeyError(SignatureError):
+    """The signing key is in the trust store but has been revoked.
+
+    Attributes:
+        key_id: the revoked key's id.
+    """
+
+    def __init__(self, message: str, *, key_id: str = "") -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class WrongRoleError(SignatureError):
+    """The signing key is trusted, but not for this role (e.g. a device key signed an artifact).
+
+    Attributes:
+        key_id: the key's id.
+    """
+
+    def __init__(self, message: str, *, key_id: str = "") -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class BadSignatureError(SignatureError):
+    """A signature does not verify under the key it names: the signed bytes were changed, or
+    the signature was swapped for another one.
+    """
+
+
+class SubjectMismatchError(SignatureError):
+    """The artifact's files are not the statement's subjects (a renamed, missing or extra file).
+
+    Attributes:
+        file: the file name (relative to the artifact) the mismatch is about, or ``""``.
+    """
+
+    def __init__(self, message: str, *, file: str = "") -> None:
+        super().__init__(message)
+        self.file = file
+
+
+class MissingFileError(SubjectMismatchError):
+    """A file named by the statement is absent from the artifact (``file`` names it)."""
+
+
+class ExtraFileError(SubjectMismatchError):
+    """The artifact holds a file the statement does not name (``file`` names it)."""
+
+
+class DigestMismatchError(SignatureError):
+    """A file's sha256 differs from the one in the signed statement: its bytes were changed.
+
+    Attributes:
+        file: the file name (relative to the artifact).
+        expected: the signed sha256 (hex).
+        actual: the sha256 of the file on disk (hex).
+    """
+
+    def __init__(self, message: str, *, file: str = "", expected: str = "",
+                 actual: str = "") -> None:
+        super().__init__(message)
+        self.file = file
+        self.expected = expected
+        self.actual = actual
+
+
+class LogTamperedError(SignatureError):
+    """A tamper-evident log failed verification: an entry modified, removed, inserted or
+    reordered, a torn (incomplete) last line, or a checkpoint that does not verify.
+
+    Attributes:
+        problems: one line per problem found, each naming the entry.
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class RuntimeBackendError(EdgewardError):

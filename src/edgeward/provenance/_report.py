@@ -1,0 +1,127 @@
+"""Reading the compression report (``ARTIFACT.report.json``) tolerantly.
+
+The compression package writes the report; provenance only reads it, to fill a statement's
+predicate and a model card. Any field may be absent (an older report, a hand-made artifact):
+absent fields stay absent, and a malformed file is a clear ConfigError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgeward.errors import ConfigError
+from edgeward.provenance._statement import CardInfo, SourceModel
+
+__all__ = ["ReportDefaults", "defaults_from_report", "read_report", "report_path_for"]
+
+REPORT_SUFFIX = ".report.json"
+_RECIPE_KEYS = ("type", "quant_type", "output_tensor_type", "token_embedding_type",
+                "tensor_overrides", "imatrix", "prune_layers", "fallback_tensors", "bpw")
+
+
+def report_path_for(artifact: Path) -> Path:
+    """``ARTIFACT.report.json`` next to the artifact (file or directory)."""
+    return artifact.with_name(artifact.name + REPORT_SUFFIX)
+
+
+def read_report(artifact: Path, *, path: Path | None = None) -> dict[str, Any] | None:
+    """The compression report of ``artifact``, or None when there is none.
+
+    Args:
+        artifact: the artifact; its report is looked for next to it.
+        path: an explicit report path (then it must exist).
+
+    Raises:
+        ConfigError: an explicit path is missing, or the report is not a JSON object.
+    """
+    report = path or report_path_for(artifact)
+    try:
+        text = report.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if path is not None:
+            raise ConfigError(f"{path}: no such report file") from None
+        return None
+    except OSError as e:
+        raise ConfigError(f"{report}: cannot read the report ({e.strerror})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{report}: the compression report is not valid JSON ({e}); "
+                          "re-run the compression or remove the file") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{report}: the compression report must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class ReportDefaults:
+    """What a report says about the build, each field None/empty when it says nothing."""
+
+    started_at: str | None = None
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    source_model: SourceModel | None = None
+    recipe: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
+    model_card: CardInfo | None = None
+
+
+def _timestamp(value: object) -> str | None:
+    """An ISO 8601 time as RFC 3339 UTC with a Z (what the predicate records), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _obj(value: object) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def defaults_from_report(report: Mapping[str, Any]) -> ReportDefaults:
+    """Map a compression report's fields onto predicate fields, tolerating absences."""
+    recipe = _obj(report.get("recipe"))
+    if recipe is None:
+        picked = {k: report[k] for k in _RECIPE_KEYS if k in report}
+        recipe = picked or None
+    profile = _obj(report.get("hardware_profile")) or _obj(report.get("profile"))
+    if profile is None and isinstance(report.get("profile"), str):
+        profile = {"name": report["profile"]}
+    source = report.get("source_model", report.get("source"))
+    source_model = None
+    try:
+        if isinstance(source, Mapping) and (source.get("name") or source.get("path")):
+            digest = source.get("sha256") or (source.get("digest") or {}).get("sha256")
+            source_model = SourceModel(
+                name=str(source.get("name") or Path(str(source["path"])).name),
+                sha256=digest, licence=source.get("licence", source.get("license")),
+                uri=source.get("uri", source.get("path")))
+        elif isinstance(source, str) and source:
+            source_model = SourceModel(name=Path(source).name, uri=source,
+                                       licence=report.get("licence", report.get("license")))
+    except ConfigError:
+        source_model = None  # a report with an odd digest does not stop signing
+    card = _obj(report.get("model_card"))
+    versions = _obj(report.get("tool_versions")) or _obj(report.get("tools")) or {}
+    memory = _obj(report.get("memory")) or {}
+    if profile is None and isinstance(memory.get("profile"), str):
+        profile = {"name": memory["profile"], "context": memory.get("context")}
+    return ReportDefaults(
+        started_at=_timestamp(report.get("started_at") or report.get("created_at")),
+        tool_versions={str(k): str(v) for k, v in versions.items()},
+        source_model=source_model,
+        recipe=recipe,
+        profile=profile,
+        quality=_obj(report.get("quality")),
+        model_card=CardInfo.from_dict(card) if card else None,
+    )
