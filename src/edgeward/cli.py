@@ -25,6 +25,7 @@ import click
 
 from edgeward import __version__
 from edgeward._cli._output import err, state
+from edgeward._cli.compress import compress
 from edgeward._cli.demo import demo
 from edgeward._cli.profile import profile
 from edgeward._cli.provenance import card, keys, sign, verify, verify_log
@@ -67,12 +68,14 @@ cli.add_command(sign)
 cli.add_command(verify)
 cli.add_command(card)
 cli.add_command(verify_log)
+cli.add_command(compress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (see the module docstring)."""
     state.json = False
     state.debug = False
+    state.result_printed = False
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=args, prog_name="edgeward", standalone_mode=False)
@@ -96,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(kind: str, detail: str, code: int) -> int:
     if state.debug:
         traceback.print_exc()
-    if state.json:
+    if state.json and not state.result_printed:
         click.echo(json.dumps({"error": kind, "detail": detail}))
     print(f"edgeward: error: {detail}", file=sys.stderr)
     return code

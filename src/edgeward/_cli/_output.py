@@ -29,10 +29,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RunState:
-    """What the top-level error handler needs to know about this invocation."""
+    """What the top-level error handler needs to know about this invocation.
+
+    Attributes:
+        json: ``--json`` was given: errors also go to stdout as ``{"error", "detail"}``.
+        debug: ``--debug`` was given: errors print their traceback.
+        result_printed: the command already printed its own result object describing the
+            failure (``verify`` prints ``{"verified": false, ...}``), so the handler must not
+            print a second JSON object.
+    """
 
     json: bool = False
     debug: bool = False
+    result_printed: bool = False
 
 
 state = RunState()

@@ -37,13 +37,10 @@ def _passphrase(var: str | None) -> bytes | None:
 
 
 def _reraise_after_result(e: EdgewardError) -> NoReturn:
-    """Re-raise ``e`` for the top-level handler once the result JSON is printed.
-
-    The handler prints the one-line error on stderr and exits with ``e``'s code; it also prints
-    ``{"error", "detail"}`` on stdout under ``--json``, which these commands have already done
-    in their own result object, so that part is switched off.
-    """
-    state.json = False
+    """Re-raise ``e`` for the top-level handler once the result JSON is printed: the handler
+    prints the one-line error on stderr and exits with ``e``'s code, without a second JSON
+    object on stdout."""
+    state.result_printed = True
     raise e
 
 

@@ -1,12 +1,82 @@
 """Compression: quantize, prune and evaluate a model for a hardware profile.
 
-GGUF models go through llama.cpp's own quantizer; ONNX models through optimum and ONNX Runtime.
-Every candidate's quality is measured against the source, its memory need is predicted for a
-profile, and the auto-recipe picks the least-loss candidate that fits.
+GGUF models go through llama.cpp's own quantizer (``llama_model_quantize``); edgeward adds what
+no single tool does: it measures every candidate's quality against the unquantized reference
+(perplexity, KL divergence, top-1 agreement, as ``llama-perplexity --kl-divergence`` defines
+them), predicts the memory it needs on a profile, and picks the best candidate that fits::
 
-Not implemented yet: the GGUF and ONNX paths are the subject of later issues.
+    from edgeward.compress import QuantRecipe, compress_gguf, compress_auto
+    from edgeward.hardware_profiles import get_profile
+
+    report = compress_gguf(src, out, QuantRecipe(type="Q4_K_M"))
+    print(report.to_dict()["quality"]["kld_mean"])
+    report = compress_auto(src, out2, get_profile("raspberry-pi-5-8gb"))
+
+Every artifact is written atomically (a temporary file in the target directory, renamed into
+place) with ``ARTIFACT.report.json`` and a model-card stub ``ARTIFACT.card.md`` beside it.
+Importance matrices (:func:`make_imatrix`) and layer-pruning scores (:func:`prune_plan`) need
+torch and transformers: ``pip install 'edgeward[compress]'``.
+
 May import: :mod:`edgeward.hardware_profiles`, :mod:`edgeward.provenance`,
 :mod:`edgeward.runtimes`, :mod:`edgeward.errors`.
 """
 
-__all__: list[str] = []
+from edgeward.compress._chart import ChartPoint, render_text
+from edgeward.compress._compress import (
+    compress_auto,
+    compress_gguf,
+    make_imatrix,
+    plan_gguf,
+    prune_plan,
+)
+from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
+from edgeward.compress._memory import MemoryPrediction, measure_allocation, predict_memory
+from edgeward.compress._pipeline import (
+    DEFAULT_CANDIDATES,
+    Candidate,
+    CompressOptions,
+    Plan,
+    Reporter,
+    choose,
+    default_cache_dir,
+)
+from edgeward.compress._quantize import FallbackTensor, QuantizeResult, QuantRecipe, quantize
+from edgeward.compress._report import CompressionReport, output_paths
+from edgeward.compress._text import Text, calibration_text, evaluation_text
+from edgeward.compress._types import QUANT_TYPES, QuantType, quant_type
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "QUANT_TYPES",
+    "Candidate",
+    "ChartPoint",
+    "CompressOptions",
+    "CompressionReport",
+    "EvalConfig",
+    "FallbackTensor",
+    "MemoryPrediction",
+    "Plan",
+    "QualityReport",
+    "QuantRecipe",
+    "QuantType",
+    "QuantizeResult",
+    "Reporter",
+    "Text",
+    "calibration_text",
+    "choose",
+    "compress_auto",
+    "compress_gguf",
+    "compute_reference",
+    "default_cache_dir",
+    "evaluate",
+    "evaluation_text",
+    "make_imatrix",
+    "measure_allocation",
+    "output_paths",
+    "plan_gguf",
+    "predict_memory",
+    "prune_plan",
+    "quant_type",
+    "quantize",
+    "render_text",
+]

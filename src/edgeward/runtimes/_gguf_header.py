@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from edgeward.errors import ArtifactError
 
@@ -73,8 +73,8 @@ class GGUFHeader:
     Attributes:
         path: the file.
         version: GGUF format version.
-        metadata: key -> value; arrays of strings become lists, arrays of numbers are kept
-            only as their length (``("array", n)``) - read them with gguf-py if needed.
+        metadata: key -> value; arrays (token lists, scores) are kept only as their length,
+            ``("array", n)``: read them with gguf-py if needed.
         tensors: the tensor table in file order.
         data_offset: where tensor data starts.
         file_size: the file's size in bytes.
@@ -125,7 +125,16 @@ def read_gguf_header(path: Path) -> GGUFHeader:
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-            return _parse(f, path, size)
+            want = min(size, _FIRST_READ)
+            while True:
+                f.seek(0)
+                data = f.read(want)
+                try:
+                    return _parse(_Reader(data), path, size)
+                except _NeedMore:
+                    if want >= size:
+                        raise EOFError("unexpected end of file in the header") from None
+                    want = min(size, want * 4)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -134,36 +143,101 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         raise ArtifactError(f"{path}: corrupt or truncated GGUF header ({e})") from e
 
 
-def _parse(f: BinaryIO, path: Path, size: int) -> GGUFHeader:
-    magic = f.read(4)
-    if magic != _MAGIC:
+_FIRST_READ = 8 << 20  # bytes; headers with a 150k-token vocabulary are ~4 MB
+
+
+class _NeedMore(Exception):  # noqa: N818 - control flow, not an error
+    """The header continues past the bytes read so far."""
+
+
+class _Reader:
+    """Cursor over the header bytes; string arrays are skipped without decoding them."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def unpack(self, fmt: str) -> Any:
+        n = struct.calcsize(fmt)
+        if self.pos + n > len(self.data):
+            raise _NeedMore
+        value = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += n
+        return value
+
+    def string(self) -> str:
+        n = self.unpack("<Q")
+        if n > 1 << 30:
+            raise EOFError(f"implausible string length {n}")
+        if self.pos + n > len(self.data):
+            raise _NeedMore
+        text = self.data[self.pos:self.pos + n].decode("utf-8")
+        self.pos += n
+        return text
+
+    def skip_strings(self, count: int) -> None:
+        data, pos, end = self.data, self.pos, len(self.data)
+        for _ in range(count):
+            if pos + 8 > end:
+                raise _NeedMore
+            pos += 8 + struct.unpack_from("<Q", data, pos)[0]
+        if pos > end:
+            raise _NeedMore
+        self.pos = pos
+
+    def value(self, vtype: int) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            etype = self.unpack("<I")
+            count = self.unpack("<Q")
+            if count > _MAX_COUNT:
+                raise EOFError(f"implausible array length {count}")
+            if etype in _SCALARS:
+                self.pos += count * struct.calcsize(_SCALARS[etype])
+                if self.pos > len(self.data):
+                    raise _NeedMore
+            elif etype == _STRING:
+                self.skip_strings(count)
+            else:
+                for _ in range(count):
+                    self.value(etype)
+            return ("array", count)
+        raise EOFError(f"unknown GGUF value type {vtype}")
+
+
+def _parse(r: _Reader, path: Path, size: int) -> GGUFHeader:
+    if len(r.data) < 4 or r.data[:4] != _MAGIC:
         raise ArtifactError(
-            f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
+            f"{path}: not a GGUF file (starts with {r.data[:4]!r}, expected b'GGUF'); "
             "convert the model to GGUF first (llama.cpp's convert_hf_to_gguf.py)"
         )
-    version = _unpack(f, "<I")
+    r.pos = 4
+    version = r.unpack("<I")
     if version not in (2, 3):
         raise ArtifactError(f"{path}: GGUF version {version} is not supported (2 or 3 are)")
-    n_tensors = _unpack(f, "<Q")
-    n_kv = _unpack(f, "<Q")
+    n_tensors = r.unpack("<Q")
+    n_kv = r.unpack("<Q")
     if n_tensors > _MAX_COUNT or n_kv > _MAX_COUNT:
         raise ArtifactError(f"{path}: corrupt GGUF header ({n_tensors} tensors, {n_kv} keys)")
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
-        key = _string(f)
-        metadata[key] = _value(f, _unpack(f, "<I"))
+        key = r.string()
+        metadata[key] = r.value(r.unpack("<I"))
     raw = []
     for _ in range(n_tensors):
-        name = _string(f)
-        n_dims = _unpack(f, "<I")
+        name = r.string()
+        n_dims = r.unpack("<I")
         if n_dims > 8:
             raise ArtifactError(f"{path}: tensor {name!r} claims {n_dims} dimensions")
-        shape = tuple(_unpack(f, "<Q") for _ in range(n_dims))
-        ggml_type = _unpack(f, "<I")
-        offset = _unpack(f, "<Q")
+        shape = tuple(r.unpack("<Q") for _ in range(n_dims))
+        ggml_type = r.unpack("<I")
+        offset = r.unpack("<Q")
         raw.append((name, shape, ggml_type, offset))
     alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
-    pos = f.tell()
+    pos = r.pos
     data_offset = pos + (-pos % alignment)
     tensors = []
     for name, shape, ggml_type, offset in raw:
@@ -182,38 +256,3 @@ def _parse(f: BinaryIO, path: Path, size: int) -> GGUFHeader:
             )
         tensors.append(GGUFTensorInfo(name, shape, ggml_type, offset, n_bytes))
     return GGUFHeader(path, version, metadata, tuple(tensors), data_offset, size)
-
-
-def _unpack(f: BinaryIO, fmt: str) -> Any:
-    n = struct.calcsize(fmt)
-    data = f.read(n)
-    if len(data) != n:
-        raise EOFError("unexpected end of file in the header")
-    return struct.unpack(fmt, data)[0]
-
-
-def _string(f: BinaryIO) -> str:
-    n = _unpack(f, "<Q")
-    if n > 1 << 30:
-        raise EOFError(f"implausible string length {n}")
-    data = f.read(n)
-    if len(data) != n:
-        raise EOFError("unexpected end of file in a string")
-    return data.decode("utf-8")
-
-
-def _value(f: BinaryIO, vtype: int) -> Any:
-    if vtype in _SCALARS:
-        return _unpack(f, _SCALARS[vtype])
-    if vtype == _STRING:
-        return _string(f)
-    if vtype == _ARRAY:
-        etype = _unpack(f, "<I")
-        count = _unpack(f, "<Q")
-        if count > _MAX_COUNT:
-            raise EOFError(f"implausible array length {count}")
-        if etype in _SCALARS:
-            f.seek(count * struct.calcsize(_SCALARS[etype]), 1)
-            return ("array", count)
-        return [_value(f, etype) for _ in range(count)]
-    raise EOFError(f"unknown GGUF value type {vtype}")

@@ -1,0 +1,340 @@
+"""``edgeward compress``: quantize a GGUF model for a type or a profile; ``imatrix``; scores."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgeward._cli._output import emit, err, json_option, out
+from edgeward.errors import ConfigError
+
+__all__ = ["compress"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "KIB": 2**10, "M": 10**6, "MB": 10**6,
+          "MIB": 2**20, "G": 10**9, "GB": 10**9, "GIB": 2**30, "T": 10**12, "TB": 10**12,
+          "TIB": 2**40}
+
+
+class _DefaultGroup(click.Group):
+    """A group whose first argument may be a model path: then the ``run`` command is meant."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup)
+def compress() -> None:
+    """Compress a GGUF model: `edgeward compress SRC --type Q4_K_M --out OUT.gguf`, or
+    `--profile NAME` to choose the recipe (see `edgeward compress run --help`).
+
+    \b
+    Also: `edgeward compress imatrix SRC --out FILE` makes an importance matrix;
+    `edgeward compress prune-scores SRC` ranks blocks for --prune-layers.
+    """
+
+
+def _rich_reporter(progress: Progress | None) -> Any:
+    """A :class:`edgeward.compress.Reporter` that draws steps as rich progress bars."""
+    from edgeward.compress import Reporter  # imported here: keeps `edgeward --help` fast
+
+    class RichReporter(Reporter):
+        def __init__(self) -> None:
+            self._task: Any = None
+
+        def step(self, text: str) -> None:
+            if progress is None:
+                return
+            self.finish()
+            self._task = progress.add_task(text, total=None)
+
+        def progress(self, label: str, done: int, total: int) -> None:
+            if progress is not None and self._task is not None:
+                progress.update(self._task, completed=done, total=total)
+
+        def warn(self, text: str) -> None:
+            (progress.console if progress is not None else err).print(
+                f"[yellow]warning:[/yellow] {text}")
+
+        def finish(self) -> None:
+            if progress is not None and self._task is not None:
+                total = progress.tasks[-1].total or 1
+                progress.update(self._task, completed=total, total=total)
+
+    return RichReporter()
+
+
+@contextmanager
+def _reporter(quiet: bool) -> Iterator[Any]:
+    if quiet:
+        yield _rich_reporter(None)
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        reporter = _rich_reporter(progress)
+        yield reporter
+        reporter.finish()
+
+
+def parse_size(text: str) -> int:
+    """``"80MB"``, ``"100MiB"``, ``"1.5G"`` or plain bytes -> bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"--target-size {text!r} is not a size; use e.g. 80MB, 100MiB, 1.5GB")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
+
+
+@compress.command("run")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--type", "qtype", help="Quantization type, e.g. Q4_K_M (see --help for all).")
+@click.option("--profile", help="Choose the recipe for this hardware profile (name or .toml).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="Artifact to write (report, card and chart go beside it).")
+@click.option("--plan", is_flag=True, help="Print the candidates table; write nothing.")
+@click.option("--candidates", help="Comma-separated types the planner tries, or 'all'.")
+@click.option("--context", type=click.IntRange(128, 1 << 20),
+              help="Context length for memory figures [default: the profile's].")
+@click.option("--headroom", type=click.FloatRange(0, 0.95), default=0.2, show_default=True,
+              help="Fraction of the profile's memory kept free (OS, other processes).")
+@click.option("--max-kld", type=click.FloatRange(0), help="Only candidates with mean KLD <= this.")
+@click.option("--target-size", help="Only candidates at most this big (e.g. 80MB, 100MiB).")
+@click.option("--imatrix", "imatrix_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Importance matrix file (GGUF imatrix format).")
+@click.option("--prune-layers", type=click.IntRange(1), help="Prune this many least "
+              "influential blocks (scored on the calibration text; needs torch).")
+@click.option("--output-type", help="Tensor type for output.weight.")
+@click.option("--embedding-type", help="Tensor type for token_embd.weight.")
+@click.option("--override", "overrides", multiple=True, metavar="REGEX=TYPE",
+              help="Per-tensor type override, e.g. 'ffn_down=Q6_K' (repeatable).")
+@click.option("--pure", is_flag=True, help="Every tensor gets the main type (no mixture).")
+@click.option("--eval-text", type=click.Path(path_type=Path, dir_okay=False),
+              help="Evaluation text [default: built-in pydoc topics, evaluation part].")
+@click.option("--calibration-text", type=click.Path(path_type=Path, dir_okay=False),
+              help="Calibration text for pruning scores [default: built-in, calibration part].")
+@click.option("--eval-tokens", type=click.IntRange(16), default=4096, show_default=True,
+              help="Evaluation token budget.")
+@click.option("--eval-ctx", type=click.IntRange(16), default=512, show_default=True,
+              help="Tokens per evaluation chunk.")
+@click.option("--no-eval", is_flag=True, help="Skip the quality measurement.")
+@click.option("--no-cache", is_flag=True, help="Do not cache reference logits.")
+@click.option("--threads", type=click.IntRange(1), help="Threads [default: all cores].")
+@click.option("--force", is_flag=True, help="Replace an existing artifact.")
+@json_option
+def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None, plan: bool,
+        candidates: str | None, context: int | None, headroom: float, max_kld: float | None,
+        target_size: str | None, imatrix_path: Path | None, prune_layers: int | None,
+        output_type: str | None, embedding_type: str | None, overrides: tuple[str, ...],
+        pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
+        eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
+        as_json: bool) -> None:
+    """Quantize SRC (a GGUF model) with llama.cpp and measure the result.
+
+    \b
+    Types: F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_XS IQ4_NL
+           Q3_K_L Q3_K_M Q3_K_S IQ3_M IQ3_S IQ3_XS Q2_K; with --imatrix also IQ3_XXS Q2_K_S
+           IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S.
+    """
+    from edgeward.compress import (
+        QUANT_TYPES,
+        CompressOptions,
+        EvalConfig,
+        QuantRecipe,
+        compress_auto,
+        compress_gguf,
+        default_cache_dir,
+        plan_gguf,
+        prune_plan,
+    )
+    from edgeward.hardware_profiles import resolve_profile
+
+    if not qtype and not profile:
+        raise ConfigError("say what to make: --type TYPE, or --profile NAME to choose a recipe")
+    if plan and not profile:
+        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
+    if not plan and out_path is None:
+        raise ConfigError("--out PATH is required (where to write the artifact)")
+    if not src.is_file():
+        raise ConfigError(f"{src}: no such model file")
+    options = CompressOptions(
+        eval_text=eval_text, evaluate=not no_eval,
+        eval=EvalConfig(n_ctx=eval_ctx, eval_tokens=eval_tokens, threads=threads),
+        threads=threads, cache_dir=None if no_cache else default_cache_dir(), force=force)
+    prof = resolve_profile(profile) if profile else None
+    parsed = tuple(_parse_override(o) for o in overrides)
+
+    with _reporter(as_json) as reporter:
+        pruned: tuple[int, ...] = ()
+        prune_info = None
+        if prune_layers:
+            prune_info = prune_plan(src, prune_layers, calibration=calibration_text,
+                                    reporter=reporter)
+            pruned = tuple(prune_info["prune_layers"])
+        if plan or (profile and not qtype):
+            assert prof is not None
+            types = _candidate_types(candidates, QUANT_TYPES)
+            if plan:
+                result = plan_gguf(src, prof, types=types, options=options, context=context,
+                                   headroom=headroom, max_kld=max_kld,
+                                   target_size=parse_size(target_size) if target_size else None,
+                                   imatrix_path=imatrix_path, reporter=reporter)
+                payload = result.to_dict()
+            else:
+                assert out_path is not None
+                report = compress_auto(src, out_path, prof, types=types, options=options,
+                                       context=context, headroom=headroom, max_kld=max_kld,
+                                       target_size=(parse_size(target_size) if target_size
+                                                    else None),
+                                       imatrix_path=imatrix_path, reporter=reporter)
+                payload = report.to_dict()
+        else:
+            assert qtype is not None and out_path is not None
+            recipe = QuantRecipe(type=qtype, output_type=output_type,
+                                 embedding_type=embedding_type, overrides=parsed,
+                                 imatrix=str(imatrix_path) if imatrix_path else None,
+                                 prune_layers=pruned, pure=pure)
+            report = compress_gguf(src, out_path, recipe, options=options, profile=prof,
+                                   context=context, imatrix_path=imatrix_path,
+                                   reporter=reporter)
+            payload = report.to_dict()
+        if prune_info is not None:
+            payload["pruning"] = prune_info
+
+    if plan:
+        emit(as_json, payload, lambda: _print_plan(result))
+    else:
+        emit(as_json, payload, lambda: _print_report(report))
+
+
+@compress.command("imatrix")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help="Where to write the matrix (GGUF imatrix format).")
+@click.option("--calibration-text", type=click.Path(path_type=Path, dir_okay=False),
+              help="Calibration text [default: built-in pydoc topics, calibration part]. "
+                   "Never use the evaluation text.")
+@click.option("--tokens", type=click.IntRange(64), default=8192, show_default=True,
+              help="Calibration token budget.")
+@click.option("--ctx", type=click.IntRange(16), default=512, show_default=True,
+              help="Tokens per chunk.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@json_option
+def imatrix(src: Path, out_path: Path, calibration_text: Path | None, tokens: int, ctx: int,
+            force: bool, as_json: bool) -> None:
+    """Compute an importance matrix for SRC from a calibration text (needs torch)."""
+    from edgeward.compress import make_imatrix
+
+    with _reporter(as_json) as reporter:
+        result = make_imatrix(src, out_path, calibration=calibration_text, n_ctx=ctx,
+                              max_tokens=tokens, force=force, reporter=reporter)
+    emit(as_json, result, lambda: out.print(
+        f"importance matrix for {result['tensors']} tensors written to {result['imatrix']} "
+        f"({result['seconds']} s, calibration: {result['calibration_text']})"))
+
+
+@compress.command("prune-scores")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--k", "k", type=click.IntRange(1), default=1, show_default=True,
+              help="How many blocks to propose for pruning.")
+@click.option("--calibration-text", type=click.Path(path_type=Path, dir_okay=False),
+              help="Calibration text [default: built-in, calibration part].")
+@json_option
+def prune_scores(src: Path, k: int, calibration_text: Path | None, as_json: bool) -> None:
+    """Score each block's influence (ShortGPT) and propose the K to prune (needs torch)."""
+    from edgeward.compress import prune_plan
+
+    with _reporter(as_json) as reporter:
+        result = prune_plan(src, k, calibration=calibration_text, reporter=reporter)
+
+    def human() -> None:
+        table = Table(title="Block influence (1 - cos(in, out))", box=box.SIMPLE_HEAD)
+        table.add_column("block", justify="right")
+        table.add_column("influence", justify="right")
+        table.add_column("")
+        for i, s in enumerate(result["scores"]):
+            table.add_row(str(i), f"{s:.4f}", "prune" if i in result["prune_layers"] else "")
+        out.print(table)
+
+    emit(as_json, result, human)
+
+
+def _parse_override(text: str) -> tuple[str, str]:
+    pattern, sep, ggml_type = text.rpartition("=")
+    if not sep or not pattern or not ggml_type:
+        raise ConfigError(f"--override {text!r} must look like REGEX=TYPE, e.g. ffn_down=Q6_K")
+    return pattern, ggml_type
+
+
+def _candidate_types(text: str | None, known: dict[str, Any]) -> tuple[str, ...]:
+    from edgeward.compress import DEFAULT_CANDIDATES
+
+    if not text:
+        return DEFAULT_CANDIDATES
+    if text.strip().lower() == "all":
+        return tuple(k for k in known if k not in ("F32", "BF16"))
+    return tuple(t.strip().upper() for t in text.split(",") if t.strip())
+
+
+def _print_plan(plan: Any) -> None:
+    from edgeward.compress import ChartPoint, render_text
+
+    table = Table(title=f"Candidates for {plan.profile.name} at {plan.context} tokens "
+                        f"(budget {plan.budget_bytes / 2**20:.0f} MiB)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("type", "MiB", "bpw", "memory MiB", "fits", "tok/s", "mean KLD", "top-1"):
+        table.add_column(col, justify="left" if col in ("type", "fits") else "right",
+                         no_wrap=True)
+    for c in plan.candidates:
+        q = c.quality
+        mark = " ◀" if c is plan.choice else ""
+        table.add_row(c.recipe.label + mark, f"{c.result.size_bytes / 2**20:.1f}",
+                      f"{c.result.bpw:.2f}", f"{c.memory.total / 2**20:.0f}",
+                      "yes" if c.fits else "NO", f"{c.predicted_tokens_per_s or 0:.0f}",
+                      f"{q.kld_mean:.4f}" if q else "-", f"{q.top1_agreement:.1%}" if q else "-")
+    out.print(table)
+    out.print(f"choice: {plan.choice.recipe.label if plan.choice else 'none'} — {plan.reason}")
+    points = [ChartPoint(c.recipe.label, c.result.size_bytes, c.kld_mean, c.fits,
+                         c is plan.choice) for c in plan.candidates if c.kld_mean is not None]
+    if points:
+        out.print(render_text(points), markup=False)
+
+
+def _print_report(report: Any) -> None:
+    from edgeward.compress import output_paths
+
+    d = report.to_dict()
+    q = d["quality"]
+    table = Table(title=f"{Path(d['artifact']).name}", title_justify="left", show_header=False,
+                  box=box.SIMPLE)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("type", d["recipe"]["type"] + (" (chosen for " + d["memory"]["profile"] + ")"
+                                                 if d["plan"] else ""))
+    table.add_row("size", f"{d['size_bytes'] / 2**20:.1f} MiB, {d['bpw']:.2f} bits/weight")
+    table.add_row("fallbacks", f"{len(d['fallback_tensors'])} tensor(s)")
+    if q:
+        table.add_row("perplexity", f"{q['ppl']:.3f} (reference {q['ppl_ref']:.3f})")
+        table.add_row("KLD", f"mean {q['kld_mean']:.4f}, p99 {q['kld_p99']:.4f}")
+        table.add_row("top-1 agreement", f"{q['top1_agreement']:.1%} over {q['eval_tokens']} "
+                      "tokens")
+    m = d["memory"]
+    table.add_row("memory", f"{m['predicted']['total'] / 2**20:.0f} MiB at {m['context']} tokens"
+                  + (f" — {'fits' if m['fits'] else 'does NOT fit'} {m['profile']}"
+                     if m["profile"] else ""))
+    table.add_row("time", f"{d['timings']['total_s']:.1f} s")
+    paths = output_paths(Path(d["artifact"]))
+    table.add_row("written", ", ".join(str(p) for k, p in paths.items()
+                                       if k != "chart" or d["plan"]))
+    out.print(table)
+    if report.plan is not None:
+        _print_plan(report.plan)

@@ -1,0 +1,266 @@
+"""The entry points behind ``edgeward compress``: one type, a plan, the auto-recipe, imatrix."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeward.compress._pipeline import (
+    DEFAULT_CANDIDATES,
+    Candidate,
+    CompressOptions,
+    Plan,
+    Reporter,
+    choose,
+    evaluate_candidates,
+    recipes_for,
+    sha256_file,
+    work_directory,
+)
+from edgeward.compress._quantize import QuantRecipe, fsync_dir, fsync_file
+from edgeward.compress._report import CompressionReport
+from edgeward.compress._text import calibration_text, evaluation_text
+from edgeward.errors import ConfigError, ResourceError
+from edgeward.hardware_profiles import HardwareProfile
+from edgeward.runtimes import read_gguf_header
+
+__all__ = ["compress_auto", "compress_gguf", "make_imatrix", "plan_gguf", "prune_plan"]
+
+_DEFAULT_CONTEXT = 4096  # tokens, for memory figures when no profile says
+_UNLIMITED = 1 << 62
+
+
+def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
+                  options: CompressOptions | None = None, profile: HardwareProfile | None = None,
+                  context: int | None = None, imatrix_path: Path | None = None,
+                  reporter: Reporter | None = None) -> CompressionReport:
+    """Quantize ``src`` with one recipe into ``out``, measure it, write the report and card.
+
+    Args:
+        src: source GGUF.
+        out: artifact path (``ARTIFACT.report.json`` and ``ARTIFACT.card.md`` go beside it).
+        recipe: the recipe.
+        options: evaluation and I/O settings.
+        profile: if given, memory fit and predicted speed are reported for it.
+        context: context length for the memory figures (default: the profile's, else 4096).
+        imatrix_path: an importance matrix file (GGUF imatrix format).
+        reporter: progress receiver.
+
+    Raises:
+        ConfigError, ArtifactError, ResourceError, RuntimeBackendError: see :func:`quantize`.
+    """
+    options = options or CompressOptions()
+    reporter = reporter or Reporter()
+    _check_out(out, options.force)
+    ctx = context or (profile.default_context if profile else _DEFAULT_CONTEXT)
+    t0 = time.perf_counter()
+    imatrix_data, imatrix_info = _load_imatrix(imatrix_path, recipe)
+    with work_directory(out.parent) as work:
+        (cand,) = evaluate_candidates(
+            src, [recipe], work_dir=work, profile=profile or _nominal_profile(), context=ctx,
+            budget_bytes=_budget(profile, 0.0), options=options, reporter=reporter,
+            imatrix_data=imatrix_data)
+        return _install(src, out, cand, plan=None, profile=profile, ctx=ctx, options=options,
+                        t0=t0, imatrix_info=imatrix_info, reporter=reporter)
+
+
+def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] = DEFAULT_CANDIDATES,
+              options: CompressOptions | None = None, context: int | None = None,
+              headroom: float = 0.2, max_kld: float | None = None,
+              target_size: int | None = None, imatrix_path: Path | None = None,
+              reporter: Reporter | None = None, work_dir: Path | None = None) -> Plan:
+    """Try every candidate type for ``profile`` and choose one (nothing is written).
+
+    The choice is the candidate with the least measured mean KLD among those whose predicted
+    memory fits ``profile.memory_bytes * (1 - headroom)`` (and meet ``max_kld`` and
+    ``target_size``); see :func:`choose`.
+
+    Raises:
+        ConfigError: bad headroom, or no usable candidate type.
+    """
+    options = options or CompressOptions()
+    reporter = reporter or Reporter()
+    if not 0.0 <= headroom < 1.0:
+        raise ConfigError(f"headroom {headroom} must be in [0, 1)")
+    ctx = context or profile.default_context
+    base = QuantRecipe(type=types[0], imatrix=str(imatrix_path) if imatrix_path else None)
+    imatrix_data, _ = _load_imatrix(imatrix_path, base)
+    recipes = recipes_for(types, base=base, has_imatrix=imatrix_data is not None)
+    budget = _budget(profile, headroom)
+
+    def run(work: Path) -> Plan:
+        cands = evaluate_candidates(src, recipes, work_dir=work, profile=profile, context=ctx,
+                                    budget_bytes=budget, options=options, reporter=reporter,
+                                    imatrix_data=imatrix_data)
+        choice, reason = choose(cands, max_kld=max_kld, target_size=target_size)
+        return Plan(profile, ctx, budget, headroom, cands, choice, reason)
+
+    if work_dir is not None:
+        return run(work_dir)
+    with work_directory(Path(os.environ.get("TMPDIR", "/tmp"))) as work:
+        return run(work)
+
+
+def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
+                  types: Sequence[str] = DEFAULT_CANDIDATES,
+                  options: CompressOptions | None = None, context: int | None = None,
+                  headroom: float = 0.2, max_kld: float | None = None,
+                  target_size: int | None = None, imatrix_path: Path | None = None,
+                  reporter: Reporter | None = None) -> CompressionReport:
+    """Plan for ``profile`` and install the chosen candidate as ``out`` with its report,
+    card and size-against-KLD chart.
+
+    Raises:
+        ResourceError: no candidate fits the profile (the message gives the smallest need).
+    """
+    options = options or CompressOptions()
+    reporter = reporter or Reporter()
+    _check_out(out, options.force)
+    t0 = time.perf_counter()
+    with work_directory(out.parent) as work:
+        plan = plan_gguf(src, profile, types=types, options=options, context=context,
+                         headroom=headroom, max_kld=max_kld, target_size=target_size,
+                         imatrix_path=imatrix_path, reporter=reporter, work_dir=work)
+        if plan.choice is None:
+            smallest = min(plan.candidates, key=lambda c: c.memory.total)
+            raise ResourceError(
+                f"{plan.reason}: profile {profile.name} allows {plan.budget_bytes / 2**20:.0f} "
+                f"MiB at {plan.context} tokens ({headroom:.0%} headroom); the smallest "
+                f"candidate ({smallest.recipe.label}) needs {smallest.memory.total / 2**20:.0f} "
+                "MiB. Try a shorter --context, more --candidates, or relax the limits."
+            )
+        _, imatrix_info = _load_imatrix(imatrix_path, plan.choice.recipe)
+        return _install(src, out, plan.choice, plan=plan, profile=profile, ctx=plan.context,
+                        options=options, t0=t0, imatrix_info=imatrix_info, reporter=reporter)
+
+
+def make_imatrix(src: Path, out: Path, *, calibration: Path | None = None, n_ctx: int = 512,
+                 max_tokens: int = 8192, force: bool = False,
+                 reporter: Reporter | None = None) -> dict[str, Any]:
+    """Compute an importance matrix for ``src`` from a calibration text and save it in
+    llama.cpp's GGUF imatrix format.
+
+    Raises:
+        ConfigError: ``out`` exists without ``force``; torch is not installed.
+    """
+    from edgeward.compress._imatrix import compute_imatrix
+
+    reporter = reporter or Reporter()
+    _check_out(out, force)
+    text = calibration_text(calibration)
+    read_gguf_header(src)  # a clear error for a file that is not GGUF
+    reporter.step(f"computing the importance matrix on {text.name}")
+    t0 = time.perf_counter()
+    matrix = compute_imatrix(src, text.content, text_name=text.name, n_ctx=n_ctx,
+                             max_tokens=max_tokens,
+                             progress=lambda d, t: reporter.progress("imatrix", d, t))
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        matrix.save(tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"imatrix": str(out), "tensors": len(matrix.names),
+            "calibration_text": text.name, "calibration_sha256": text.sha256,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def prune_plan(src: Path, k: int, *, calibration: Path | None = None, n_ctx: int = 512,
+               max_tokens: int = 4096, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Score every block's influence (ShortGPT) on a calibration text and pick the ``k``
+    least influential to prune.
+
+    Returns:
+        ``{"scores": [...], "prune_layers": [...], "calibration_text": ...}``.
+    """
+    from edgeward.compress._layer_scores import block_influence, least_influential
+
+    reporter = reporter or Reporter()
+    text = calibration_text(calibration)
+    reporter.step(f"scoring block influence on {text.name}")
+    scores = block_influence(src, text.content, n_ctx=n_ctx, max_tokens=max_tokens,
+                             progress=lambda d, t: reporter.progress("scores", d, t))
+    return {"scores": [round(s, 6) for s in scores],
+            "prune_layers": least_influential(scores, k),
+            "calibration_text": text.name}
+
+
+def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
+             profile: HardwareProfile | None, ctx: int, options: CompressOptions, t0: float,
+             imatrix_info: dict[str, Any] | None, reporter: Reporter) -> CompressionReport:
+    """Move the candidate into place as ``out`` and write its report and card."""
+    if out.exists() and not options.force:
+        raise ConfigError(f"{out}: already exists; pass --force to replace it")
+    fsync_file(cand.result.artifact)
+    cand.result.artifact.replace(out)
+    fsync_dir(out.parent)
+    cand.result.artifact = out
+    reporter.step("hashing the artifact and writing the report")
+    text = evaluation_text(options.eval_text) if options.evaluate else None
+    report = CompressionReport(
+        source=_source_info(src),
+        artifact=out,
+        artifact_sha256=sha256_file(out),
+        chosen=cand,
+        profile=profile,
+        context=ctx,
+        timings={"quantize_s": cand.result.seconds, "total_s": time.perf_counter() - t0},
+        evaluation_text={"name": text.name, "sha256": text.sha256} if text else None,
+        plan=plan,
+        imatrix=imatrix_info,
+        warnings=list(cand.result.warnings),
+    )
+    report.write()
+    for w in cand.result.warnings:
+        reporter.warn(w)
+    return report
+
+
+def _source_info(src: Path) -> dict[str, Any]:
+    h = read_gguf_header(src)
+    return {
+        "path": str(src),
+        "sha256": sha256_file(src),
+        "size_bytes": h.file_size,
+        "name": h.metadata.get("general.name"),
+        "architecture": h.architecture,
+        "n_params": h.n_params,
+        "file_type": h.metadata.get("general.file_type"),
+        "license": h.metadata.get("general.license"),
+    }
+
+
+def _load_imatrix(path: Path | None, recipe: QuantRecipe) -> tuple[Any, dict[str, Any] | None]:
+    if path is None:
+        return None, None
+    if recipe.prune_layers:
+        raise ConfigError("--imatrix with --prune-layers is not supported: after pruning, the "
+                          "matrix's block numbers no longer match the model's")
+    from edgeward.compress._imatrix import ImportanceMatrix, quantize_imatrix_data
+
+    matrix = ImportanceMatrix.load(Path(path))
+    return quantize_imatrix_data(matrix), {"path": str(path), "sha256": sha256_file(Path(path)),
+                                           "tensors": len(matrix.names)}
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to replace it")
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a directory; give the artifact's file name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out.parent}: no such directory; create it first")
+
+
+def _budget(profile: HardwareProfile | None, headroom: float) -> int:
+    return int(profile.memory_bytes * (1.0 - headroom)) if profile else _UNLIMITED
+
+
+def _nominal_profile() -> HardwareProfile:
+    # Memory figures without a target: predict for this kind of machine (a CPU box).
+    return HardwareProfile(name="unspecified", display_name="no profile given",
+                           memory_bytes=_UNLIMITED, bandwidth_gbps=1.0,
+                           cpu_features=("avx2",))
