@@ -171,3 +171,26 @@ def write_tiny_onnx(path: Path, *, vocab: int = 128, dim: int = 32, seed: int = 
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def write_tiny_onnx_encoder_dir(directory: Path, *, vocab: int = 128, dim: int = 32) -> Path:
+    """The tiny encoder of :func:`write_tiny_onnx` as an artifact directory with a word-level
+    ``tokenizer.json`` ([PAD]=0, [UNK]=1, then ``w2``..``w127``), as ONNX Runtime serves it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_tiny_onnx(directory / "model.onnx", vocab=vocab, dim=dim)
+    words = {"[PAD]": 0, "[UNK]": 1} | {f"w{i}": i for i in range(2, vocab)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=words, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def export_tiny_onnx_lm(gguf: Path, directory: Path) -> Path:
+    """The tiny GGUF as a Hugging Face model, exported by optimum with past key values
+    (needs the compress extra: torch, transformers, optimum)."""
+    from edgeward.compress._onnx_export import export_onnx, gguf_to_hf_dir
+
+    hf = gguf_to_hf_dir(gguf, directory.parent / f"{directory.name}-hf")
+    return export_onnx(hf, directory, task="text-generation-with-past")

@@ -7,7 +7,9 @@ Models:
   (integration tests);
 - ``tiny_gguf``: a llama-architecture GGUF with random weights and a small real vocabulary,
   generated per session in well under a second (unit tests);
-- ``tiny_onnx``: a tiny encoder-shaped ONNX model (unit tests).
+- ``tiny_onnx``: a tiny encoder-shaped ONNX model (unit tests);
+- ``minilm_onnx``, ``smollm2_onnx``: the real models exported to ONNX by optimum (integration
+  tests; tens of seconds, once per session).
 
 Data: ``shared_data`` is ``../shared/data`` beside the checkout; tests that need it skip with
 the reason when it is absent (a user's clone) and run in CI, where it is present.
@@ -58,6 +60,28 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny encoder-shaped ONNX model."""
     return write_tiny_onnx(tmp_path_factory.mktemp("tiny") / "tiny-encoder.onnx")
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 exported to ONNX by optimum (feature extraction), with its tokenizer."""
+    pytest.importorskip("optimum.exporters.onnx", reason="the compress extra is not installed")
+    from edgeward.compress._onnx_export import export_onnx
+
+    return export_onnx(minilm_dir, tmp_path_factory.mktemp("onnx") / "minilm-onnx",
+                       task="feature-extraction")
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct (dequantized from the packaged GGUF) exported to ONNX with past
+    key values, fp32."""
+    pytest.importorskip("optimum.exporters.onnx", reason="the compress extra is not installed")
+    from edgeward.compress._onnx_export import export_onnx, gguf_to_hf_dir
+
+    base = tmp_path_factory.mktemp("onnx")
+    hf = gguf_to_hf_dir(smollm2_gguf, base / "smollm2-hf")
+    return export_onnx(hf, base / "smollm2-onnx", task="text-generation-with-past")
 
 
 @pytest.fixture(scope="session")

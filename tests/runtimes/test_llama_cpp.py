@@ -10,7 +10,8 @@ import pytest
 from edgeward.errors import ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import get_profile
 from edgeward.runtimes import LlamaCppRuntime, SamplingParams
-from edgeward.runtimes._llama_cpp import _find_stop, _stop_prefix_len
+from edgeward.runtimes._base import find_stop as _find_stop
+from edgeward.runtimes._base import stop_prefix_len as _stop_prefix_len
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12, seed=0)
 

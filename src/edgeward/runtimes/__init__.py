@@ -14,7 +14,9 @@ memory). Backend exceptions never escape: they become
             print(piece, end="")
         print(stream.stats.decode_tokens_per_s)
 
-Backends: :class:`LlamaCppRuntime` (GGUF). The ONNX Runtime backend comes with a later issue.
+Backends: :class:`LlamaCppRuntime` (GGUF) and :class:`OnnxRuntime` (ONNX directories as optimum
+exports them: encoders embed, causal LMs exported with past key values generate).
+:func:`open_runtime` picks the backend from the artifact's format and loads it.
 This package depends on :mod:`edgeward.hardware_profiles` (for the profile type) and
 :mod:`edgeward.errors`.
 """
@@ -22,6 +24,7 @@ This package depends on :mod:`edgeward.hardware_profiles` (for the profile type)
 from edgeward.runtimes._base import (
     ChatMessage,
     Completion,
+    Embeddings,
     GenerationStats,
     Runtime,
     SamplingParams,
@@ -29,17 +32,23 @@ from edgeward.runtimes._base import (
 )
 from edgeward.runtimes._gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
 from edgeward.runtimes._llama_cpp import LlamaCppRuntime, llama_cpp_version
+from edgeward.runtimes._onnx import OnnxRuntime
+from edgeward.runtimes._select import artifact_format, open_runtime
 
 __all__ = [
     "ChatMessage",
     "Completion",
+    "Embeddings",
     "GGUFHeader",
     "GGUFTensorInfo",
     "GenerationStats",
     "LlamaCppRuntime",
+    "OnnxRuntime",
     "Runtime",
     "SamplingParams",
     "TokenStream",
+    "artifact_format",
     "llama_cpp_version",
+    "open_runtime",
     "read_gguf_header",
 ]

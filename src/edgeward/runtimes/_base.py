@@ -11,7 +11,7 @@ import dataclasses
 import resource
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict
@@ -22,6 +22,7 @@ from edgeward.hardware_profiles import HardwareProfile
 __all__ = [
     "ChatMessage",
     "Completion",
+    "Embeddings",
     "GenerationStats",
     "Piece",
     "Runtime",
@@ -122,6 +123,14 @@ class Completion:
 
 
 @dataclass
+class Embeddings:
+    """Vectors for a batch of texts, L2-normalised, with the tokens they took."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@dataclass
 class TokenStream:
     """An iterator over generated text pieces; :attr:`stats` is complete once it is exhausted.
 
@@ -159,6 +168,8 @@ class Runtime(abc.ABC):
 
     #: the artifact format this backend loads (``"gguf"`` or ``"onnx"``).
     format: str = ""
+    #: what a loaded model can do: a subset of ``{"generate", "chat", "embed"}``.
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._artifact: Path | None = None
@@ -258,6 +269,21 @@ class Runtime(abc.ABC):
         stats = GenerationStats()
         return TokenStream(self._timed(prompt, params, stats, added_special=True), stats)
 
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed each text (mean-pooled, L2-normalised).
+
+        Raises:
+            ConfigError: no texts, or a text that is not a string.
+            RuntimeBackendError: the model cannot embed, or the backend failed.
+        """
+        self._require_loaded()
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ConfigError("embed needs one or more strings")
+        if "embed" not in self.capabilities:
+            raise RuntimeBackendError(f"{self._artifact}: this model does not produce embeddings")
+        with self._translating("embedding"):
+            return self._embed(list(texts))
+
     def complete(self, prompt: str, params: SamplingParams | None = None) -> Completion:
         """Generate to the end and return the text with its figures."""
         stream = self.generate(prompt, params)
@@ -286,6 +312,9 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def _format_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, tuple[str, ...]]:
         """The prompt for ``messages`` under the model's chat template, and extra stop strings."""
+
+    def _embed(self, texts: list[str]) -> Embeddings:
+        raise RuntimeBackendError(f"{type(self).__name__} does not produce embeddings")
 
     # -- internals -------------------------------------------------------------------------
 
@@ -340,6 +369,56 @@ class Runtime(abc.ABC):
                 return
             if isinstance(exc, Exception):
                 raise RuntimeBackendError(f"backend failed while {self.doing}: {exc}") from exc
+
+
+def stop_and_budget(texts: Iterator[str | None], budget: int, stop: tuple[str, ...], *,
+                    final: Callable[[], str] = str) -> Iterator[tuple[str, FinishReason | None]]:
+    """Apply stop strings and the token budget to a backend's decoded output.
+
+    Args:
+        texts: the new text of each generated token, or None for an end-of-generation token.
+        budget: most tokens to generate.
+        stop: strings that end generation; they are not returned, and text that could be the
+            start of one is held back until it is clear.
+        final: returns text still buffered in the backend's decoder at the end.
+
+    Yields:
+        ``(text, finish_reason)`` per generated token, ``finish_reason`` on the last.
+    """
+    held = ""
+    for produced, piece in enumerate(texts, 1):
+        if piece is None:
+            yield held + final(), "stop"
+            return
+        text = held + piece
+        cut = find_stop(text, stop)
+        if cut is not None:
+            yield text[:cut], "stop"
+            return
+        keep = stop_prefix_len(text, stop)
+        held = text[len(text) - keep:] if keep else ""
+        out = text[: len(text) - keep]
+        if produced >= budget:
+            yield out + held + final(), "length"
+            return
+        yield out, None
+
+
+def find_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    """Index of the earliest stop string in ``text``, or None."""
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else None
+
+
+def stop_prefix_len(text: str, stop: tuple[str, ...]) -> int:
+    """Length of the longest suffix of ``text`` that begins some stop string."""
+    best = 0
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
 
 
 def peak_rss_bytes() -> int:

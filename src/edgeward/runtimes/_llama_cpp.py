@@ -12,7 +12,14 @@ from typing import Any
 
 from edgeward.errors import ArtifactError, ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
-from edgeward.runtimes._base import ChatMessage, FinishReason, Runtime, SamplingParams
+from edgeward.runtimes._base import (
+    ChatMessage,
+    Embeddings,
+    FinishReason,
+    Runtime,
+    SamplingParams,
+    stop_and_budget,
+)
 from edgeward.runtimes._gguf_header import read_gguf_header
 
 __all__ = ["LlamaCppRuntime", "llama_cpp_version"]
@@ -36,10 +43,13 @@ class LlamaCppRuntime(Runtime):
     """
 
     format = "gguf"
+    capabilities = frozenset({"generate", "chat", "embed"})
 
     def __init__(self) -> None:
         super().__init__()
         self._llm: Any = None
+        self._embedder: Any = None  # a second context in embedding mode, made on first use
+        self._threads = 1
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -59,6 +69,7 @@ class LlamaCppRuntime(Runtime):
             if trained:
                 # A profile's default beyond what the model was trained for buys nothing.
                 n_ctx = min(n_ctx, trained)
+        self._threads = threads
         self._llm = Llama(
             model_path=str(artifact),
             n_ctx=n_ctx,
@@ -70,9 +81,27 @@ class LlamaCppRuntime(Runtime):
         )
 
     def _unload(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-        self._llm = None
+        for llm in (self._llm, self._embedder):
+            if llm is not None:
+                llm.close()
+        self._llm = self._embedder = None
+
+    def _embed(self, texts: list[str]) -> Embeddings:
+        import numpy as np
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+        if self._embedder is None:
+            # Weights are memory-mapped: the second context shares them with the first.
+            self._embedder = Llama(model_path=str(self._artifact), embedding=True,
+                                   pooling_type=LLAMA_POOLING_TYPE_MEAN,
+                                   n_ctx=min(int(self._llm.n_ctx()), 2048),
+                                   n_threads=self._threads, n_threads_batch=self._threads,
+                                   use_mmap=True, verbose=False)
+        tokens = sum(len(self._embedder.tokenize(t.encode("utf-8"))) for t in texts)
+        raw = self._embedder.embed(texts)
+        vectors = np.asarray(raw, dtype=np.float64)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return Embeddings([v.tolist() for v in vectors], tokens)
 
     @property
     def context_length(self) -> int:
@@ -120,26 +149,17 @@ class LlamaCppRuntime(Runtime):
 
         vocab = self._llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = ""  # text that could be the start of a stop string
-        produced = 0
-        try:
+
+        def texts() -> Iterator[str | None]:
             for token in raw:
-                produced += 1
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    yield held + decoder.decode(b"", final=True), "stop"
+                    yield None
                     return
-                text = held + decoder.decode(_piece(vocab, token))
-                cut = _find_stop(text, stop)
-                if cut is not None:
-                    yield text[:cut], "stop"
-                    return
-                keep = _stop_prefix_len(text, stop)
-                held = text[len(text) - keep:] if keep else ""
-                out = text[: len(text) - keep]
-                if produced >= budget:
-                    yield out + held + decoder.decode(b"", final=True), "length"
-                    return
-                yield out, None
+                yield decoder.decode(_piece(vocab, token))
+
+        try:
+            yield from stop_and_budget(texts(), budget, stop,
+                                       final=lambda: decoder.decode(b"", final=True))
         finally:
             close = getattr(raw, "close", None)
             if close is not None:
@@ -177,22 +197,6 @@ def _piece(vocab: Any, token: int) -> bytes:
         if n >= 0:
             return buf.raw[:n]
         size = -n  # llama.cpp returns the negated size it needs
-
-
-def _find_stop(text: str, stop: tuple[str, ...]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _stop_prefix_len(text: str, stop: tuple[str, ...]) -> int:
-    """Length of the longest suffix of ``text`` that begins some stop string."""
-    best = 0
-    for s in stop:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
 
 
 def _trained_context(artifact: Path) -> int | None:

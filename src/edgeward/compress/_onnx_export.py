@@ -1,0 +1,107 @@
+"""Export to ONNX with optimum, offline, from local paths.
+
+Two steps, each usable alone:
+
+- :func:`gguf_to_hf_dir`: a GGUF model to a Hugging Face directory (transformers dequantizes
+  the GGUF through ``gguf_file=``; the tokenizer and chat template come along);
+- :func:`export_onnx`: a Hugging Face directory to an ONNX directory with optimum's exporter
+  (``feature-extraction`` for encoders, ``text-generation-with-past`` for causal LMs, whose
+  graph takes and returns the KV cache). Models over 2 GB are written with external data, as
+  the ONNX format requires; optimum does that by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from edgeward.errors import ArtifactError, ConfigError
+
+__all__ = ["OnnxTask", "export_onnx", "gguf_to_hf_dir"]
+
+OnnxTask = Literal["feature-extraction", "text-generation-with-past"]
+_INSTALL = "pip install 'edgeward[compress]'"
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """No hub access while exporting: everything comes from local paths."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def gguf_to_hf_dir(gguf_path: Path, out_dir: Path, *, force: bool = False) -> Path:
+    """Write a GGUF model as a Hugging Face directory (float32 safetensors, tokenizer).
+
+    Raises:
+        ConfigError: ``out_dir`` exists without ``force``; torch/transformers missing.
+        ArtifactError: transformers cannot read the GGUF.
+    """
+    from edgeward.compress._hf import load_hf_from_gguf
+
+    _fresh_dir(out_dir, force)
+    model, tokenizer = load_hf_from_gguf(Path(gguf_path))
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def export_onnx(hf_dir: Path, out_dir: Path, *, task: OnnxTask, force: bool = False) -> Path:
+    """Export a Hugging Face directory to ONNX with optimum.
+
+    Returns:
+        ``out_dir``, holding ``model.onnx`` (plus external data for large models), the
+        tokenizer files and the model's config.
+
+    Raises:
+        ConfigError: ``out_dir`` exists without ``force``; optimum missing.
+        ArtifactError: optimum cannot export the model.
+    """
+    try:
+        from optimum.exporters.onnx import main_export
+    except ImportError as e:
+        raise ConfigError(f"ONNX export needs optimum-onnx: {_INSTALL}") from e
+    if not (Path(hf_dir) / "config.json").is_file():
+        raise ConfigError(f"{hf_dir}: not a Hugging Face model directory (no config.json)")
+    _fresh_dir(out_dir, force)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with _offline():
+            main_export(model_name_or_path=str(hf_dir), output=tmp, task=task,
+                        do_validation=False, library_name="transformers")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ArtifactError(f"{hf_dir}: optimum could not export it for {task}: {e}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _fresh_dir(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path.parent}: no such directory; create it first")
