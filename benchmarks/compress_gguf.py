@@ -41,6 +41,7 @@ from edgeward.compress import (
     QuantRecipe,
     choose,
     compute_reference,
+    default_cache_dir,
     evaluate,
     evaluation_text,
     make_imatrix,
@@ -50,6 +51,7 @@ from edgeward.compress import (
     quantize,
 )
 from edgeward.compress._imatrix import ImportanceMatrix, quantize_imatrix_data
+from edgeward.compress._layer_scores import least_influential
 from edgeward.compress._pipeline import Reporter, evaluate_candidates, make_reference
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.packaged_models import smollm2_gguf
@@ -113,7 +115,12 @@ def main() -> None:
         "model": str(src), "eval_text": text.name, "eval_tokens_budget": eval_tokens,
     }
     work = Path(tempfile.mkdtemp(prefix="edgeward-bench-"))
-    cache = work / "cache"
+    cache = default_cache_dir()  # reference logits survive between runs
+    partial = Path(__file__).parent / "results" / "compress_gguf.partial.json"
+    partial.parent.mkdir(exist_ok=True)
+
+    def checkpoint() -> None:  # a long run keeps what it measured if a later section fails
+        partial.write_text(json.dumps(out, indent=2))
     options = CompressOptions(eval_text=SHARED / "eval" / "wikitext-2-test.txt", eval=cfg,
                               cache_dir=cache, threads=threads)
     roomy = HardwareProfile(name="roomy", display_name="roomy", memory_bytes=1 << 40,
@@ -126,6 +133,7 @@ def main() -> None:
                                 options=options, reporter=Reporter())
     out["quality_table"] = [quality_row(c) for c in cands]
     out["ppl_reference"] = round(cands[0].quality.ppl_ref, 4) if cands[0].quality else None
+    checkpoint()
 
     # 2. The importance matrix: computed on the calibration texts only.
     calib = work / "calibration.txt"
@@ -165,6 +173,7 @@ def main() -> None:
         rows.append(row)
     out["imatrix"] = {"calibration": info["calibration_text"], "tokens": 1024 if args.quick
                       else 8192, "seconds": round(imatrix_s, 1), "rows": rows}
+    checkpoint()
 
     # 3. The top-k cache against the exact KLD (a smaller budget: the exact cache is big).
     log("kld approximation")
@@ -178,6 +187,7 @@ def main() -> None:
         "kld_exact": round(exact_q.kld_mean, 6),
         "relative_gap_percent": round(100 * (exact_q.kld_mean - approx_q.kld_mean)
                                       / exact_q.kld_mean, 2)}
+    checkpoint()
 
     # 4. Pipeline overhead: interleaved, same input, same thread count.
     log("pipeline overhead")
@@ -208,6 +218,7 @@ def main() -> None:
                 "around the same llama_model_quantize call; durable adds an fsync of the "
                 "artifact, which the bare call leaves to the kernel",
         "target": 1.10}
+    checkpoint()
 
     # 5. Memory prediction against llama.cpp's allocation.
     log("memory")
@@ -225,6 +236,7 @@ def main() -> None:
                         "error_percent": round(100 * (p - m) / m, 2)})
     out["memory"] = {"rows": mem, "max_abs_error_percent": max(abs(r["error_percent"])
                                                                 for r in mem), "target": 10}
+    checkpoint()
 
     # 6. Auto-recipe on three small budgets, from the measured candidates.
     need = sorted({c.memory.total for c in cands})
@@ -243,12 +255,15 @@ def main() -> None:
                         "least_kld_fitting": best.recipe.label,
                         "equal": choice is best, "reason": reason})
     out["auto_recipe"] = choices
+    checkpoint()
 
     # 7. Layer pruning: quality against k.
     log("pruning")
     prune_rows = []
+    scores = prune_plan(src, 1, calibration=calib,
+                        max_tokens=1024 if args.quick else 4096)["scores"]
     for k in ((1,) if args.quick else (1, 2, 4)):
-        plan = prune_plan(src, k, calibration=calib, max_tokens=1024 if args.quick else 4096)
+        plan = {"prune_layers": least_influential(scores, k)}
         r = quantize(src, work / f"prune{k}.gguf",
                      QuantRecipe(type="Q8_0", prune_layers=tuple(plan["prune_layers"])),
                      force=True)
@@ -257,11 +272,13 @@ def main() -> None:
                            "size_mib": round(r.size_bytes / 2**20, 2), "ppl": round(q.ppl, 3),
                            "kld_mean": round(q.kld_mean, 4),
                            "top1_agreement": round(q.top1_agreement, 4)})
-    out["pruning"] = {"type": "Q8_0", "rows": prune_rows,
+    out["pruning"] = {"type": "Q8_0", "rows": prune_rows, "block_scores": scores,
                       "unpruned_q8_0": quality_row(by_type["Q8_0"]) if "Q8_0" in by_type
                       else None}
 
+    checkpoint()
     print(json.dumps(out, indent=2))
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
