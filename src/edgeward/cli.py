@@ -25,10 +25,13 @@ import click
 
 from edgeward import __version__
 from edgeward._cli._output import err, state
+from edgeward._cli.agent import agent, run
 from edgeward._cli.compress import compress
 from edgeward._cli.demo import demo
+from edgeward._cli.fleet import fleet
 from edgeward._cli.profile import profile
 from edgeward._cli.provenance import card, keys, sign, verify, verify_log
+from edgeward._cli.safety import safety
 from edgeward.errors import EdgewardError
 
 __all__ = ["cli", "main"]
@@ -69,6 +72,10 @@ cli.add_command(verify)
 cli.add_command(card)
 cli.add_command(verify_log)
 cli.add_command(compress)
+cli.add_command(safety)
+cli.add_command(fleet)
+cli.add_command(agent)
+cli.add_command(run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,12 +31,15 @@ __all__ = [
     "LogTamperedError",
     "MalformedEnvelopeError",
     "MissingFileError",
+    "PolicyError",
     "ProfileError",
+    "RejectedMessageError",
     "ResourceError",
     "RevokedKeyError",
     "RuntimeBackendError",
     "SafetyBlocked",
     "SignatureError",
+    "StoreError",
     "SubjectMismatchError",
     "UnknownKeyError",
     "UnsignedArtifactError",
@@ -77,6 +80,11 @@ class ConfigError(EdgewardError):
 
 class ProfileError(ConfigError):
     """A hardware profile is malformed or unknown (names the file, the field and the value)."""
+
+
+class PolicyError(ConfigError):
+    """A safety policy file is malformed: not TOML, an unknown key, a wrong type or an
+    out-of-range value (the message names the file, the key and the value)."""
 
 
 class ArtifactError(EdgewardError):
@@ -233,6 +241,31 @@ class ChannelError(EdgewardError):
     """The device <-> fleet channel failed: broker unreachable, TLS, protocol, oversize message."""
 
     exit_code = 8
+
+
+class RejectedMessageError(ChannelError):
+    """A message on the device <-> fleet channel broke the wire protocol or failed its checks.
+
+    Oversize, malformed, of an unknown protocol version, unsigned, forged, from an unknown
+    device, or a replay. The fleet manager counts it under ``reason`` and drops it; it never
+    stops the manager.
+
+    Attributes:
+        reason: the counted rejection reason (a value of ``edgeward.fleet.protocol.Rejection``,
+            e.g. ``"forged"``).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StoreError(ChannelError):
+    """The fleet manager's store (SQLite or PostgreSQL) failed: unreachable, locked beyond its
+    timeout, a failed write, or a schema newer than this edgeward (upgrade it).
+
+    Raised at the boundary with the driver's own exception chained as ``__cause__``.
+    """
 
 
 class ResourceError(EdgewardError):

@@ -1,9 +1,72 @@
 """The fleet manager and the MQTT wire protocol (``edgeward/v1/...``).
 
-Verified ingest of device telemetry, the device registry and store, rollouts.
+- :mod:`edgeward.fleet.protocol`: topics, signed messages, strict parsing, the paho-mqtt
+  connection (shared with the device agent, which may import it and nothing else from here);
+- :class:`FleetManager` (``edgeward fleet run``): verified ingest of device telemetry into a
+  :class:`Store` (SQLite, or PostgreSQL with the ``postgres`` extra), exactly once per
+  ``(device, seq)``, on an MQTT 5 shared subscription so several managers split the load;
+- :func:`enroll_devices` (``edgeward fleet enroll``): the device registry;
+- :func:`simulate` (``edgeward fleet simulate``): load tests with many simulated devices;
+- :class:`MosquittoBroker`: a Mosquitto that edgeward starts on a free port (tests, demo).
 
-Not implemented yet (later issues). May import :mod:`edgeward.provenance` and
-:mod:`edgeward.errors`; never a runtime.
+Example::
+
+    from pathlib import Path
+    from edgeward.fleet import FleetManager, load_fleet_config
+
+    manager = FleetManager(load_fleet_config(Path("fleet.toml")))
+    report = manager.run(duration_s=60)
+    print(report.counters)           # received, stored, rejected.forged, ...
+
+The names here are loaded on first use, so importing :mod:`edgeward.fleet.protocol` (as the
+agent does) does not load the manager. May import :mod:`edgeward.provenance` and
+:mod:`edgeward.errors`; never a runtime. See docs/fleet.md.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeward.fleet._alerts import AlertRules
+    from edgeward.fleet._broker import BrokerSpec, Listener, MosquittoBroker
+    from edgeward.fleet._config import FleetConfig, load_fleet_config
+    from edgeward.fleet._enroll import enroll_devices
+    from edgeward.fleet._manager import FleetManager, ManagerReport
+    from edgeward.fleet._simulate import SimulationConfig, SimulationReport, simulate
+    from edgeward.fleet._store import Alert, DeviceRecord, Store, open_store
+
+__all__ = [
+    "Alert",
+    "AlertRules",
+    "BrokerSpec",
+    "DeviceRecord",
+    "FleetConfig",
+    "FleetManager",
+    "Listener",
+    "ManagerReport",
+    "MosquittoBroker",
+    "SimulationConfig",
+    "SimulationReport",
+    "Store",
+    "enroll_devices",
+    "load_fleet_config",
+    "open_store",
+    "simulate",
+]
+
+_WHERE = {
+    "AlertRules": "_alerts", "BrokerSpec": "_broker", "Listener": "_broker",
+    "MosquittoBroker": "_broker", "FleetConfig": "_config", "load_fleet_config": "_config",
+    "enroll_devices": "_enroll", "FleetManager": "_manager", "ManagerReport": "_manager",
+    "SimulationConfig": "_simulate", "SimulationReport": "_simulate", "simulate": "_simulate",
+    "Alert": "_store", "DeviceRecord": "_store", "Store": "_store", "open_store": "_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgeward.fleet' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"edgeward.fleet.{module}"), name)

@@ -1,0 +1,249 @@
+"""``edgeward fleet run|enroll|devices|health|events|provenance|alerts|stats|simulate|broker``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich import box
+from rich.table import Table
+
+from edgeward._cli._output import emit, json_option, out
+
+if TYPE_CHECKING:
+    from edgeward.fleet import FleetConfig, Store
+
+__all__ = ["fleet"]
+
+_CONFIG = click.option("--config", "config_path", required=True,
+                       type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                       help="The fleet's TOML configuration (broker, store, trust_store).")
+_LIMIT = click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
+                      help="Newest rows to show.")
+
+
+def _config(path: Path, *, secrets: bool = False) -> FleetConfig:
+    from edgeward.fleet import load_fleet_config
+
+    return load_fleet_config(path, resolve_secrets=secrets)
+
+
+def _store(path: Path) -> Store:
+    from edgeward.fleet import open_store
+
+    cfg = _config(path)
+    return open_store(cfg.store, base_dir=cfg.base_dir, sqlite_synchronous=cfg.sqlite_synchronous)
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for col in columns:
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+    out.print(table)
+
+
+@click.group()
+def fleet() -> None:
+    """The fleet manager: ingest signed device telemetry over MQTT, and query it."""
+
+
+@fleet.command("run")
+@_CONFIG
+@click.option("--duration", type=click.FloatRange(0, min_open=True),
+              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="What to log on stderr.")
+@json_option
+def fleet_run(*, config_path: Path, duration: float | None, log_level: str,
+              as_json: bool) -> None:
+    """Subscribe to the devices' telemetry, verify it, store it; alert on lost or unhealthy
+    devices. Several processes on one broker split the load (MQTT 5 shared subscription)."""
+    from edgeward.fleet import FleetManager
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    manager = FleetManager(_config(config_path, secrets=True))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        report = manager.run(stop=stop, duration_s=duration)
+    finally:
+        manager.store.close()
+    result = report.to_dict()
+    emit(as_json, result, lambda: _table(f"Fleet manager {report.manager}", [
+        {"counter": k, "value": v} for k, v in report.counters.items()], ["counter", "value"]))
+
+
+@fleet.command("enroll")
+@click.argument("device_id")
+@click.argument("pubkey", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_CONFIG
+@click.option("--replace", is_flag=True,
+              help="Give an enrolled device this new key (a re-imaged device; seq restarts).")
+@json_option
+def fleet_enroll(*, device_id: str, pubkey: Path, config_path: Path, replace: bool,
+                 as_json: bool) -> None:
+    """Enroll DEVICE_ID with its device public key PUBKEY (the .pub the device made)."""
+    from edgeward.fleet import enroll_devices
+    from edgeward.provenance import load_public_key
+
+    (rec,) = enroll_devices(_config(config_path), [(device_id, load_public_key(pubkey))],
+                            replace=replace)
+    result = {"device_id": rec.device_id, "key_id": rec.key_id, "enrolled": True}
+    emit(as_json, result, lambda: out.print(f"enrolled {rec.device_id} (key {rec.key_id[:16]})"))
+
+
+@fleet.command("devices")
+@_CONFIG
+@json_option
+def fleet_devices(*, config_path: Path, as_json: bool) -> None:
+    """Every enrolled device: state, last seen, running artifact, last seq."""
+    with _store(config_path) as store:
+        rows = [d.to_dict() for d in store.devices()]
+    emit(as_json, rows, lambda: _table("Devices", rows, [
+        "device_id", "state", "last_seen", "artifact_digest", "last_seq"]))
+
+
+def _device_rows(kind: str, device: str, config_path: Path, limit: int) -> list[dict[str, Any]]:
+    from edgeward.errors import ConfigError
+
+    with _store(config_path) as store:
+        if store.device(device) is None:
+            raise ConfigError(f"device {device!r} is not enrolled in this fleet")
+        rows: list[dict[str, Any]] = getattr(store, kind)(device, limit=limit)
+        return rows
+
+
+@fleet.command("health")
+@click.argument("device")
+@_CONFIG
+@_LIMIT
+@json_option
+def fleet_health(*, device: str, config_path: Path, limit: int, as_json: bool) -> None:
+    """DEVICE's health reports, newest first."""
+    rows = _device_rows("health", device, config_path, limit)
+    emit(as_json, rows, lambda: _table(f"Health of {device}", rows, [
+        "seq", "device_time", "cpu_percent", "memory_used_bytes", "temperature_c",
+        "decode_tokens_per_s", "queue_depth", "slot"]))
+
+
+@fleet.command("events")
+@click.argument("device")
+@_CONFIG
+@_LIMIT
+@json_option
+def fleet_events(*, device: str, config_path: Path, limit: int, as_json: bool) -> None:
+    """DEVICE's events, newest first."""
+    rows = _device_rows("events", device, config_path, limit)
+    emit(as_json, rows, lambda: _table(f"Events of {device}", rows, [
+        "seq", "device_time", "event", "severity", "data"]))
+
+
+@fleet.command("provenance")
+@click.argument("device")
+@_CONFIG
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 10_000),
+              help="Newest reports to show.")
+@json_option
+def fleet_provenance(*, device: str, config_path: Path, limit: int, as_json: bool) -> None:
+    """What DEVICE runs: its signed provenance reports (statement and attestation)."""
+    rows = _device_rows("provenance", device, config_path, limit)
+    emit(as_json, rows, lambda: _table(f"Provenance of {device}", rows, [
+        "seq", "device_time", "artifact_digest", "slot", "publisher_key_id",
+        "statement_verified"]))
+
+
+@fleet.command("alerts")
+@_CONFIG
+@_LIMIT
+@json_option
+def fleet_alerts(*, config_path: Path, limit: int, as_json: bool) -> None:
+    """The newest alerts: devices lost, health regressions, unverifiable provenance."""
+    with _store(config_path) as store:
+        rows = [a.to_dict() for a in store.alerts(limit=limit)]
+    emit(as_json, rows, lambda: _table("Alerts", rows, ["time", "device_id", "kind", "detail"]))
+
+
+@fleet.command("stats")
+@_CONFIG
+@json_option
+def fleet_stats(*, config_path: Path, as_json: bool) -> None:
+    """Each manager's counters: received, stored, rejected by reason."""
+    with _store(config_path) as store:
+        rows = store.stats()
+    emit(as_json, rows, lambda: _table("Managers", [
+        {"manager": r["manager"], "updated_at": r["updated_at"],
+         **{k: v for k, v in r["counters"].items() if v}} for r in rows],
+        ["manager", "updated_at", "received", "stored"]))
+
+
+@fleet.command("simulate")
+@click.option("--devices", "n_devices", required=True, type=click.IntRange(1, 100_000),
+              help="Simulated devices (one MQTT connection each).")
+@click.option("--rate", required=True, type=click.FloatRange(0, min_open=True),
+              help="Health reports per second, all devices together.")
+@click.option("--duration", required=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds of publishing.")
+@click.option("--broker", "url", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT.")
+@click.option("--enroll-into", "enroll_into",
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Enroll the simulated devices' keys in this fleet config's registry first.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CA that verifies an mqtts:// broker.")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(0, 64),
+              help="Worker processes (0: this one).")
+@click.option("--seed", default=0, show_default=True, help="Derives the simulated keys.")
+@click.option("--prefix", default="sim", show_default=True, help="Device id prefix.")
+@click.option("--presign", is_flag=True, help="Sign every message before the clock starts.")
+@json_option
+def fleet_simulate(*, n_devices: int, rate: float, duration: float, url: str,
+                   enroll_into: Path | None, ca_file: Path | None, processes: int, seed: int,
+                   prefix: str, presign: bool, as_json: bool) -> None:
+    """Load test: N simulated agents publishing signed health at an aggregate rate."""
+    from edgeward.fleet import SimulationConfig, enroll_devices, simulate
+    from edgeward.fleet._simulate import device_ids, simulated_key
+    from edgeward.fleet.protocol import BrokerOptions
+
+    if enroll_into is not None:
+        pairs = [(d, simulated_key(seed, d).public_key) for d in device_ids(n_devices, prefix)]
+        enroll_devices(_config(enroll_into), pairs)
+    config = SimulationConfig(broker=BrokerOptions(url=url, ca_file=ca_file),
+                              devices=n_devices, rate=rate, duration_s=duration,
+                              processes=processes, seed=seed, prefix=prefix, presign=presign)
+    report = simulate(config)
+    result = report.to_dict()
+    emit(as_json, result, lambda: _table("Simulation", [
+        {"field": k, "value": v} for k, v in result.items()], ["field", "value"]))
+
+
+@fleet.command("broker")
+@click.option("--port", default=0, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".edgeward-broker"), show_default=True,
+              help="Where the generated config, log and persistence go.")
+@json_option
+def fleet_broker(*, port: int, directory: Path, as_json: bool) -> None:
+    """Run a local Mosquitto (generated config, loopback only) until interrupted: the embedded
+    broker of the demo. Needs the `mosquitto` package."""
+    from edgeward.fleet import BrokerSpec, Listener, MosquittoBroker
+
+    broker = MosquittoBroker(BrokerSpec(directory=directory, listeners=(Listener(port=port),)))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with broker:
+        emit(as_json, {"url": broker.url, "config": str(broker.config_path)},
+             lambda: out.print(f"mosquitto listening on {broker.url} (Ctrl-C stops it)"))
+        sys.stdout.flush()
+        while not stop.is_set() and broker.running:
+            time.sleep(0.2)

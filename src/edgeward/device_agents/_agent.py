@@ -1,0 +1,355 @@
+"""The agent: verified load, the engine, the HTTP server, reload and shutdown.
+
+Lifecycle: :meth:`Agent.start` takes the state directory's lock and loads the configured
+artifact through :class:`~edgeward.device_agents._verified.ModelStore` (a refused artifact is
+logged and raised: nothing serves); :meth:`Agent.serve` runs the HTTP server until shutdown;
+:meth:`Agent.close` stops the worker, unloads the model and releases the lock.
+
+Reload (SIGHUP or ``POST /admin/reload``) re-reads the config file, verifies and loads the
+new artifact beside the old one, and swaps it in between two jobs only if all of that
+succeeded; otherwise it logs one ``reload_refused`` line and the old model keeps serving.
+
+Shutdown (SIGTERM or SIGINT): stop admitting, let the running and queued jobs finish until
+``shutdown_deadline_s``, then cancel what is left (streams end with an error event, waiting
+requests get 503), close the connections and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeward.device_agents._app import build_app
+from edgeward.device_agents._config import AgentConfig, load_agent_config
+from edgeward.device_agents._engine import Engine
+from edgeward.device_agents._log import log_event
+from edgeward.device_agents._metrics import Metrics
+from edgeward.device_agents._policy import safety_filter_for
+from edgeward.device_agents._server import AgentServer, bind_socket
+from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
+from edgeward.errors import EdgewardError, RuntimeBackendError
+from edgeward.hardware_profiles import resolve_profile
+from edgeward.safety import PassThroughFilter, SafetyFilter
+
+__all__ = ["Agent", "ReloadResult", "RunningAgent"]
+
+_RESTART_ONLY = ("listen", "state_dir", "log_format")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What a reload did.
+
+    Attributes:
+        ok: the new model was verified, loaded and swapped in.
+        model: the model serving now (the new one, or the old one after a refusal).
+        error: the error kind when refused (``digest_mismatch_error``, ``config_error``,
+            ``reload_in_progress`` ...).
+        detail: the one-line reason.
+    """
+
+    ok: bool
+    model: ModelInfo
+    error: str = ""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``/admin/reload`` response body."""
+        return {"reloaded": self.ok, "model": self.model.to_dict(), "error": self.error or None,
+                "detail": self.detail or None}
+
+
+class Agent:
+    """The device agent: one verified model behind the local OpenAI-compatible API.
+
+    Args:
+        config: what to serve and the limits.
+        config_path: the file ``config`` came from; a reload re-reads it (without one, a
+            reload re-verifies the same configuration).
+        safety_filter: the filter to use; default the one ``config.safety_policy`` names
+            (built, and its policy file verified, by :meth:`start`). An injected filter
+            survives reloads.
+    """
+
+    def __init__(self, config: AgentConfig, *, config_path: Path | None = None,
+                 safety_filter: SafetyFilter | None = None) -> None:
+        self._config = config
+        self._config_path = config_path
+        self._injected_filter = safety_filter
+        self._filter: SafetyFilter = safety_filter or PassThroughFilter()
+        self.metrics = Metrics()
+        self._store = ModelStore(config.state_dir)
+        self._engine: Engine | None = None
+        self._reload_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: AgentServer | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self.draining = False
+        self.shutdown_reason = ""
+        self.started_at = time.monotonic()
+        self.url = ""
+
+    @property
+    def config(self) -> AgentConfig:
+        """The configuration in force (replaced by a successful reload)."""
+        return self._config
+
+    @property
+    def safety_filter(self) -> SafetyFilter:
+        """The safety filter in force (pass-through until :meth:`start` builds the
+        configured one)."""
+        return self._filter
+
+    @property
+    def engine(self) -> Engine:
+        """The generation engine (after :meth:`start`)."""
+        if self._engine is None:
+            raise RuntimeBackendError("the agent is not started; call start() first")
+        return self._engine
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def start(self) -> ModelInfo:
+        """Lock the state directory, verify and load the artifact, start the worker.
+
+        Raises:
+            SignatureError: the artifact was refused (logged as ``artifact_refused``).
+            ConfigError, ArtifactError, RuntimeBackendError, ResourceError: see
+                :meth:`ModelStore.load`.
+        """
+        self._store.open()
+        try:
+            self._filter = self._injected_filter or self._safety_filter(self._config)
+            model = self._load(self._config, at="start")
+        except BaseException:
+            self._store.close()
+            raise
+        self._engine = Engine(model, max_queue=self._config.max_queue, metrics=self.metrics)
+        self._engine.start()
+        self.started_at = time.monotonic()
+        return model.info
+
+    @staticmethod
+    def _safety_filter(cfg: AgentConfig) -> SafetyFilter:
+        return safety_filter_for(cfg.safety_policy, trust_store=cfg.trust_store,
+                                 allow_unsigned=cfg.allow_unsigned)
+
+    def _load(self, cfg: AgentConfig, *, at: str) -> LoadedModel:
+        try:
+            profile = resolve_profile(cfg.profile) if cfg.profile else None
+            model = self._store.load(cfg.artifact, trust_store=cfg.trust_store,
+                                     signature=cfg.signature, allow_unsigned=cfg.allow_unsigned,
+                                     profile=profile, context_length=cfg.context_length,
+                                     model_id=cfg.model_id)
+        except EdgewardError as e:
+            self.metrics.inc("edgeward_agent_artifact_refusals_total", reason=e.kind)
+            log_event(logging.ERROR, "artifact_refused", at=at, artifact=str(cfg.artifact),
+                      reason=e.kind, detail=str(e))
+            raise
+        info = model.info
+        if not info.verified:
+            log_event(logging.WARNING, "UNVERIFIED_ARTIFACT_LOADED", at=at,
+                      artifact=str(cfg.artifact), sha256=info.sha256,
+                      reason=info.unverified_reason or "unsigned",
+                      detail="allow_unsigned = true: serving a model whose provenance is NOT "
+                             "verified; never do this in production")
+        log_event(logging.INFO, "model_loaded", at=at, model=info.id, artifact=str(cfg.artifact),
+                  sha256=info.sha256, verified=info.verified, key_id=info.key_id,
+                  signer=info.signer, format=info.format, copy=str(info.path))
+        self.metrics.replace("edgeward_agent_model_info", 1.0, model=info.id, sha256=info.sha256,
+                             key_id=info.key_id or "", verified=str(info.verified).lower())
+        return model
+
+    def reload(self) -> ReloadResult:
+        """Re-read the config, verify and load its artifact, and swap it in if all succeeded.
+
+        Never raises for a refused artifact or config: the old model keeps serving and the
+        result (and one ``reload_refused`` log line) says why.
+        """
+        engine = self.engine
+        if not self._reload_lock.acquire(blocking=False):
+            return ReloadResult(False, engine.model.info, "reload_in_progress",
+                                "another reload is in progress")
+        try:
+            try:
+                cfg = (load_agent_config(self._config_path) if self._config_path is not None
+                       else self._config)
+                flt = self._injected_filter or self._safety_filter(cfg)
+                model = self._load(cfg, at="reload")
+            except EdgewardError as e:
+                self.metrics.inc("edgeward_agent_reloads_total", result="refused")
+                log_event(logging.ERROR, "reload_refused", reason=e.kind, detail=str(e),
+                          serving=engine.model.info.id, sha256=engine.model.info.sha256)
+                return ReloadResult(False, engine.model.info, e.kind, str(e))
+            kept = {}
+            for key in _RESTART_ONLY:
+                if getattr(cfg, key) != getattr(self._config, key):
+                    log_event(logging.WARNING, "restart_needed", key=key,
+                              detail=f"{key} changes only on restart; keeping the running value")
+                    kept[key] = getattr(self._config, key)
+            cfg = dataclasses.replace(cfg, **kept) if kept else cfg
+            try:
+                engine.swap(model)
+            except EdgewardError as e:
+                model.close()
+                return ReloadResult(False, engine.model.info, e.kind, str(e))
+            engine.max_queue = cfg.max_queue
+            self._config, self._filter = cfg, flt
+            self.metrics.inc("edgeward_agent_reloads_total", result="ok")
+            log_event(logging.INFO, "reloaded", model=model.info.id, sha256=model.info.sha256)
+            return ReloadResult(True, model.info)
+        finally:
+            self._reload_lock.release()
+
+    def _reload_logged(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a signal handler has nobody to raise to
+            logging.getLogger("edgeward.agent").exception("reload failed unexpectedly")
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def serve(self, *, handle_signals: bool = False,
+                    on_ready: Callable[[str], None] | None = None) -> None:
+        """Serve HTTP until shutdown.
+
+        Args:
+            handle_signals: handle SIGTERM/SIGINT (shutdown) and SIGHUP (reload); only in the
+                main thread.
+            on_ready: called with the URL once the server accepts connections.
+
+        Raises:
+            ResourceError: the address cannot be bound.
+        """
+        self._loop = asyncio.get_running_loop()
+        cfg = self._config
+        sock = bind_socket(cfg.host, cfg.port)
+        port = sock.getsockname()[1]
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        self.url = f"http://{host}:{port}"
+
+        def started() -> None:
+            log_event(logging.INFO, "listening", url=self.url, model=self.engine.model.info.id,
+                      api_key=cfg.api_key is not None, max_queue=cfg.max_queue)
+            if on_ready is not None:
+                on_ready(self.url)
+
+        self._server = AgentServer(build_app(self), grace_s=cfg.shutdown_deadline_s + 2,
+                                   on_started=started)
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
+        for sig in signals:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._server.serve(sockets=[sock])
+        finally:
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+            if self._deadline is not None:
+                self._deadline.cancel()
+            sock.close()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            log_event(logging.INFO, "reload_requested", signal="SIGHUP")
+            assert self._loop is not None
+            self._loop.run_in_executor(None, self._reload_logged)
+        else:
+            self.request_shutdown(sig.name)
+
+    def request_shutdown(self, reason: str = "stop") -> None:
+        """Begin a graceful shutdown (call on the server's event loop; see the module doc)."""
+        server, loop = self._server, self._loop
+        if self.draining:
+            if reason == "SIGINT" and server is not None:
+                server.force_exit = True  # a second Ctrl-C: stop waiting
+            return
+        self.draining = True
+        self.shutdown_reason = reason
+        engine = self.engine
+        engine.stop_admitting()
+        deadline = self._config.shutdown_deadline_s
+        log_event(logging.INFO, "shutdown_started", reason=reason, deadline_s=deadline,
+                  queued=engine.queue_depth)
+        if loop is not None:
+            self._deadline = loop.call_later(deadline, self._deadline_passed)
+        if server is not None:
+            server.should_exit = True
+
+    def _deadline_passed(self) -> None:
+        cancelled = self.engine.cancel_all("shutting_down")
+        if cancelled:
+            log_event(logging.WARNING, "shutdown_deadline", cancelled=cancelled,
+                      deadline_s=self._config.shutdown_deadline_s)
+
+    def close(self) -> None:
+        """Stop the worker, unload the model and release the state directory."""
+        if self._engine is not None:
+            self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
+            self._engine = None
+        self._store.close()
+        log_event(logging.INFO, "stopped", uptime_s=round(time.monotonic() - self.started_at, 3))
+
+    def serve_in_thread(self, *, timeout: float = 30.0) -> RunningAgent:
+        """Serve on a background thread (tests, benchmarks, embedding programs).
+
+        Raises:
+            ResourceError: the address cannot be bound.
+        """
+        ready = threading.Event()
+        box: dict[str, Any] = {}
+
+        def on_ready(url: str) -> None:
+            box["url"] = url
+            ready.set()
+
+        def run() -> None:
+            try:
+                asyncio.run(self.serve(on_ready=on_ready))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                box["error"] = e
+                ready.set()
+
+        thread = threading.Thread(target=run, name="edgeward-agent-http", daemon=True)
+        thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeBackendError(f"the agent did not start listening within {timeout} s")
+        if "error" in box:
+            raise box["error"]
+        return RunningAgent(self, box["url"], thread)
+
+
+@dataclass
+class RunningAgent:
+    """An agent serving on a background thread; :meth:`stop` shuts it down like SIGTERM."""
+
+    agent: Agent
+    url: str
+    thread: threading.Thread = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI ``base_url``: ``URL/v1``."""
+        return self.url + "/v1"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Shut down gracefully, wait for the server thread, close the agent."""
+        loop = self.agent._loop
+        if loop is not None and self.thread.is_alive():
+            loop.call_soon_threadsafe(self.agent.request_shutdown, "stop")
+            self.thread.join(timeout)
+        self.agent.close()
+
+    def __enter__(self) -> RunningAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

@@ -1,0 +1,251 @@
+"""The agent's configuration: one frozen, validated record, read from a TOML file.
+
+Every key is a field of :class:`AgentConfig` with its default and unit; docs/agent.md is the
+reference. A bad file is refused with an error that names the file, the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from edgeward.errors import ConfigError
+
+__all__ = ["DEFAULT_LISTEN", "AgentConfig", "LogFormat", "config_from_dict", "default_state_dir",
+           "load_agent_config", "parse_listen"]
+
+LogFormat = Literal["logfmt", "json"]
+DEFAULT_LISTEN = "127.0.0.1:8088"
+
+# Keys whose value is a path; relative paths are taken from the config file's directory.
+_PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir")
+# The TOML type each key must have (bool is checked before int: TOML booleans are not ints).
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "artifact": (str,), "trust_store": (str,), "signature": (str,), "allow_unsigned": (bool,),
+    "profile": (str,), "context_length": (int,), "model_name": (str,), "listen": (str,),
+    "api_key": (str,), "api_key_env": (str,), "max_queue": (int,), "max_body_bytes": (int,),
+    "max_tokens_cap": (int,), "default_max_tokens": (int,), "state_dir": (str,),
+    "shutdown_deadline_s": (int, float), "safety_policy": (str,), "log_format": (str,),
+}
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/edgeward/agent``, else ``~/.local/state/edgeward/agent``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edgeward" / "agent"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) into its host and port.
+
+    Raises:
+        ConfigError: not ``host:port`` with a port in 0..65535.
+    """
+    host, sep, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{listen!r} is not host:port (e.g. 127.0.0.1:8088, [::1]:8088; "
+                          "port 0 picks a free one)")
+    return host, int(port)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """What ``edgeward agent run --config FILE`` serves, and its limits.
+
+    Attributes:
+        artifact: the model file or directory to serve (verified before it is loaded).
+        trust_store: the trust store directory to verify it against; required unless
+            ``allow_unsigned``.
+        signature: the artifact's signature; default ``ARTIFACT.edgeward.json`` (or
+            ``ARTIFACT.oms.sig`` when only that exists).
+        allow_unsigned: serve an artifact without a valid signature (logged loudly at every
+            load). For development only.
+        profile: hardware profile (catalog name or ``.toml`` path) that sets threads, GPU
+            layers and context; ``None`` uses the backend's defaults for this machine.
+        context_length: tokens of context to reserve; ``None`` takes the profile's (or the
+            backend's) default.
+        model_name: the model id the API reports; default the artifact's name.
+        listen: ``host:port`` to serve on; port 0 picks a free port.
+        api_key: bearer key every ``/v1`` and ``/admin`` request must carry; ``None`` means
+            no key (and no ``/admin`` endpoints).
+        max_queue: requests that may wait for the model while one generates (requests);
+            the next one gets 429 with ``Retry-After``.
+        max_body_bytes: largest request body accepted (bytes); larger gets 413.
+        max_tokens_cap: most tokens one request may generate (tokens); a larger
+            ``max_tokens`` is lowered to it.
+        default_max_tokens: tokens generated when a request does not say (tokens).
+        state_dir: the agent's private directory (verified read-only model copies, lock).
+        shutdown_deadline_s: on SIGTERM, time in-flight requests get to finish before they
+            are cancelled (seconds).
+        safety_policy: the safety filter's policy: ``None`` (or ``"passthrough"``) allows
+            everything; ``"default"`` is the shipped policy; otherwise the path of a policy
+            TOML file, which must be signed like an artifact.
+        log_format: ``logfmt`` (``key=value`` lines) or ``json`` (one object a line).
+        source: the file this came from (for error messages); not part of equality.
+    """
+
+    artifact: Path
+    trust_store: Path | None = None
+    signature: Path | None = None
+    allow_unsigned: bool = False
+    profile: str | None = None
+    context_length: int | None = None  # tokens
+    model_name: str | None = None
+    listen: str = DEFAULT_LISTEN
+    api_key: str | None = field(default=None, repr=False)
+    max_queue: int = 8  # requests waiting, not counting the one generating
+    max_body_bytes: int = 1024 * 1024  # bytes
+    max_tokens_cap: int = 1024  # tokens
+    default_max_tokens: int = 256  # tokens
+    state_dir: Path = field(default_factory=default_state_dir)
+    shutdown_deadline_s: float = 10.0  # seconds
+    safety_policy: str | None = None
+    log_format: LogFormat = "logfmt"
+    source: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._check("artifact", isinstance(self.artifact, Path), "a path")
+        self._check("trust_store", self.trust_store is not None or self.allow_unsigned,
+                    "set: the trust store to verify the artifact against (or set "
+                    "allow_unsigned = true, for development only)")
+        self._check("context_length", self.context_length is None
+                    or (_is_int(self.context_length) and self.context_length >= 16),
+                    "an integer number of tokens >= 16")
+        self._check("model_name", self.model_name is None or bool(self.model_name.strip()),
+                    "a non-empty string")
+        try:
+            parse_listen(self.listen)
+        except ConfigError:
+            self._check("listen", False, "host:port, e.g. 127.0.0.1:8088 or [::1]:8088")
+        self._check("api_key", self.api_key is None or len(self.api_key) >= 8,
+                    "at least 8 characters", quote=False)
+        self._check("max_queue", _is_int(self.max_queue) and 0 <= self.max_queue <= 10_000,
+                    "an integer number of requests in 0..10000")
+        self._check("max_body_bytes", _is_int(self.max_body_bytes)
+                    and 1024 <= self.max_body_bytes <= 1024**3, "bytes in 1024..2**30")
+        self._check("max_tokens_cap", _is_int(self.max_tokens_cap) and self.max_tokens_cap >= 1,
+                    "an integer number of tokens >= 1")
+        self._check("default_max_tokens", _is_int(self.default_max_tokens)
+                    and 1 <= self.default_max_tokens <= self.max_tokens_cap,
+                    f"tokens in 1..max_tokens_cap ({self.max_tokens_cap})")
+        self._check("shutdown_deadline_s", isinstance(self.shutdown_deadline_s, int | float)
+                    and not isinstance(self.shutdown_deadline_s, bool)
+                    and 0 <= self.shutdown_deadline_s <= 3600, "seconds in 0..3600")
+        self._check("log_format", self.log_format in get_args(LogFormat),
+                    f"one of {', '.join(get_args(LogFormat))}")
+
+    def _check(self, key: str, ok: bool, expected: str, *, quote: bool = True) -> None:
+        if not ok:
+            where = f"{self.source}: " if self.source else ""
+            value = repr(getattr(self, key)) if quote else "(hidden)"
+            raise ConfigError(f"{where}key {key!r} has bad value {value}; expected {expected}")
+
+    @property
+    def host(self) -> str:
+        """The host part of :attr:`listen`."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of :attr:`listen` (0: any free port)."""
+        return parse_listen(self.listen)[1]
+
+    @property
+    def model_id(self) -> str:
+        """The model id the API reports: ``model_name``, else the artifact's name."""
+        if self.model_name:
+            return self.model_name
+        name = self.artifact.name
+        return name[: -len(".gguf")] if name.endswith(".gguf") else name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready values; the API key is never included."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("source", "api_key"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        out["api_key_set"] = self.api_key is not None
+        return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    """Read and validate an agent configuration file (TOML, keys at the top level).
+
+    Relative paths in it are taken from the file's directory. ``api_key_env = "VAR"`` reads
+    the key from that environment variable instead of the file.
+
+    Args:
+        path: the TOML file.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, a key is unknown, missing or of the wrong
+            type, or a value is out of range (the message names the file, key and value).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    return config_from_dict(data, source=str(path), base_dir=path.parent)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "",
+                     base_dir: Path | None = None) -> AgentConfig:
+    """Build an :class:`AgentConfig` from parsed TOML (see :func:`load_agent_config`).
+
+    Raises:
+        ConfigError: an unknown, missing or mistyped key, or a bad value.
+    """
+    where = f"{source}: " if source else ""
+    unknown = sorted(set(data) - set(_TOML_TYPES))
+    if unknown:
+        raise ConfigError(f"{where}unknown key {unknown[0]!r}; known keys are "
+                          f"{', '.join(sorted(_TOML_TYPES))}")
+    if "artifact" not in data:
+        raise ConfigError(f"{where}missing required key 'artifact' (the model to serve)")
+    for key, value in data.items():
+        types = _TOML_TYPES[key]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            shown = "(hidden)" if key == "api_key" else repr(value)
+            raise ConfigError(f"{where}key {key!r} has bad value {shown}; expected "
+                              f"{' or '.join(_TYPE_NAMES[t] for t in types)}")
+    kwargs = dict(data)
+    for key in _PATH_KEYS:
+        if key in kwargs:
+            p = Path(kwargs[key]).expanduser()
+            kwargs[key] = p if p.is_absolute() or base_dir is None else base_dir / p
+    env = kwargs.pop("api_key_env", None)
+    if env is not None:
+        if "api_key" in kwargs:
+            raise ConfigError(f"{where}set 'api_key' or 'api_key_env', not both")
+        if env not in os.environ:
+            raise ConfigError(f"{where}key 'api_key_env' names {env!r}, but that environment "
+                              "variable is not set")
+        kwargs["api_key"] = os.environ[env]
+    policy = kwargs.get("safety_policy")
+    if policy in ("", "passthrough", "none"):
+        kwargs["safety_policy"] = None
+    elif policy is not None and policy != "default" and base_dir is not None:
+        p = Path(policy).expanduser()  # a policy file, relative to the config file
+        kwargs["safety_policy"] = str(p if p.is_absolute() else base_dir / p)
+    return AgentConfig(**kwargs, source=source)

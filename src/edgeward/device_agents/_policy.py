@@ -1,0 +1,87 @@
+"""The safety filter a ``safety_policy`` names, with its policy file verified like a model.
+
+A policy decides what is blocked, so a policy file is treated like an artifact: it must be
+signed (``edgeward sign policy.toml --key publisher.key`` writes ``policy.toml.edgeward.json``)
+by a publisher key of the agent's trust store, and the filter is built from a private copy of
+the bytes that verified. ``"default"`` is the policy shipped inside the installed package.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgeward import safety
+from edgeward.device_agents._log import log_event
+from edgeward.device_agents._verified import default_signature
+from edgeward.errors import ConfigError, SignatureError, UnsignedArtifactError
+from edgeward.provenance import TrustStore, verify_artifact
+from edgeward.safety import PassThroughFilter, SafetyFilter
+
+__all__ = ["safety_filter_for"]
+
+
+def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
+                      allow_unsigned: bool = False) -> SafetyFilter:
+    """The safety filter for a ``safety_policy`` value.
+
+    Args:
+        policy: ``None`` (pass-through), ``"default"`` (the shipped policy), or the path of a
+            policy TOML file, which must be signed.
+        trust_store: the trust store that verifies a policy file.
+        allow_unsigned: load a policy file whose signature is missing or fails (loudly).
+
+    Returns:
+        The filter (``edgeward.safety.load_filter(...)``), or the pass-through filter.
+
+    Raises:
+        ConfigError: the policy file is missing or malformed, or this edgeward has no
+            safety filter to load it with.
+        SignatureError: the policy file's signature is missing or does not verify.
+    """
+    if policy is None:
+        return PassThroughFilter()
+    load = getattr(safety, "load_filter", None)
+    if load is None:
+        raise ConfigError(f"safety_policy {policy!r}: this edgeward has no safety filter to "
+                          "load it with; remove the key or set it to 'passthrough'")
+    if policy == "default":
+        flt: SafetyFilter = load("default")
+        return flt
+    path = Path(policy)
+    if not path.is_file():
+        raise ConfigError(f"safety_policy {policy!r}: no such policy file (or use 'default' or "
+                          "'passthrough')")
+    with tempfile.TemporaryDirectory(prefix="edgeward-policy-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)  # verify and load the same bytes
+        try:
+            _verify(path, copy, trust_store)
+        except SignatureError as e:
+            if not allow_unsigned:
+                log_event(logging.ERROR, "safety_policy_refused", policy=str(path),
+                          reason=e.kind, detail=str(e))
+                raise
+            log_event(logging.WARNING, "UNVERIFIED_SAFETY_POLICY_LOADED", policy=str(path),
+                      reason=e.kind, detail="allow_unsigned = true: the safety policy's "
+                      "provenance is NOT verified")
+        flt = load(copy)
+    log_event(logging.INFO, "safety_policy_loaded", policy=str(path))
+    return flt
+
+
+def _verify(path: Path, copy: Path, trust_store: Path | None) -> None:
+    signature = default_signature(path)
+    try:
+        envelope = signature.read_bytes()
+    except FileNotFoundError:
+        raise UnsignedArtifactError(f"safety_policy {path}: no signature at {signature}; sign "
+                                    "it with `edgeward sign`") from None
+    except OSError as e:
+        raise ConfigError(f"{signature}: cannot read ({e.strerror})") from e
+    if trust_store is None:
+        raise UnsignedArtifactError(f"safety_policy {path}: no trust_store to check its "
+                                    "signature against")
+    verify_artifact(copy, envelope, TrustStore.open(trust_store))

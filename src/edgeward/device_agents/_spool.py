@@ -1,0 +1,272 @@
+"""The agent's on-disk telemetry outbox: store-and-forward with a bounded size and a drop policy.
+
+Every signed health report, event and provenance report goes into this SQLite file first (its
+``seq`` allocated in the same transaction, so a ``seq`` is never reused, even after a crash or a
+power cut with ``durable=True``), and leaves it only when the broker acknowledged it (PUBACK). So
+telemetry made while the broker is unreachable is delivered later, in order, and a connection
+that dies with messages in flight re-sends them (the fleet stores each ``(device, seq)`` once).
+
+The bound (``max_bytes``, ``max_messages``) is kept by this drop policy, in order:
+
+1. the oldest health report goes first (counted; the next health report says how many);
+2. then provenance reports that a newer one supersedes (the broker retains only the newest);
+3. a new health report that still does not fit is dropped itself (counted);
+4. events and the newest provenance report are never dropped: when they alone fill the spool,
+   the new event is refused with :class:`~edgeward.errors.ResourceError`, so its caller knows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from edgeward.errors import ConfigError, ResourceError
+from edgeward.fleet.protocol import Kind, WireMessage
+
+__all__ = ["Spool", "SpoolConfig", "SpooledMessage"]
+
+_T = TypeVar("_T")
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolConfig:
+    """Where the outbox lives and how large it may grow.
+
+    Attributes:
+        path: the SQLite file (created, with its directory, if missing).
+        max_bytes: queued payload bytes at most (about 16 000 health reports by default).
+        max_messages: queued messages at most.
+        durable: fsync every write (``synchronous=FULL``), so a power cut loses nothing that
+            was accepted and never lets a ``seq`` be used twice; ``False`` survives crashes of
+            the process only (tests).
+    """
+
+    path: Path
+    max_bytes: int = 16 * 2**20  # bytes
+    max_messages: int = 50_000  # messages
+    durable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 64 * 1024 or self.max_messages < 16:
+            raise ConfigError(f"spool bounds too small: max_bytes={self.max_bytes!r} (at least "
+                              f"65536), max_messages={self.max_messages!r} (at least 16)")
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    """One queued message.
+
+    Attributes:
+        id: its place in the queue (increasing).
+        kind: health, events or provenance.
+        seq: the device's seq it carries.
+        wire: topic, payload and retain flag.
+    """
+
+    id: int
+    kind: Kind
+    seq: int
+    wire: WireMessage
+
+
+class Spool:
+    """The outbox (see the module docstring); thread-safe.
+
+    Raises (constructor):
+        ResourceError: the file cannot be created or is not a spool (a corrupt file is kept
+            for inspection, never silently replaced: replacing it would reuse seq numbers).
+    """
+
+    def __init__(self, config: SpoolConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            config.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(config.path, isolation_level=None,
+                                       check_same_thread=False, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if config.durable else 'NORMAL'}")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise ResourceError(f"{config.path}: spool schema {version} is newer than this "
+                                    f"edgeward ({_SCHEMA_VERSION}); upgrade the agent")
+            self._db.executescript(_SCHEMA + f"PRAGMA user_version={_SCHEMA_VERSION};")
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) "
+                                   "FROM outbox").fetchone()
+        except (OSError, sqlite3.Error) as e:
+            raise ResourceError(f"{config.path}: cannot open the telemetry spool ({e}); move "
+                                "the file aside only if you also re-enroll the device") from e
+        self._count, self._bytes = int(row[0]), int(row[1])
+
+    # -- counters --------------------------------------------------------------------------
+    def _get(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set(self, name: str, value: int) -> None:
+        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET value = excluded.value", (name, value))
+
+    def counter(self, name: str) -> int:
+        """A persisted counter: ``seq`` (the last allocated), ``session``, ``dropped_health``,
+        ``dropped_provenance``."""
+        with self._lock:
+            return self._guard(lambda: self._get(name))
+
+    def next_session(self) -> int:
+        """Allocate the next connection session number (persisted)."""
+        def run() -> int:
+            self._db.execute("BEGIN IMMEDIATE")
+            value = self._get("session") + 1
+            self._set("session", value)
+            self._db.execute("COMMIT")
+            return value
+        with self._lock:
+            return self._guard(run)
+
+    @property
+    def depth(self) -> int:
+        """Messages queued."""
+        return self._count
+
+    @property
+    def size_bytes(self) -> int:
+        """Payload bytes queued."""
+        return self._bytes
+
+    # -- queue -----------------------------------------------------------------------------
+    def append(self, kind: Kind, build: Callable[[int], WireMessage]) -> int | None:
+        """Allocate the next ``seq``, build the signed message with it, and queue it.
+
+        Args:
+            kind: health, events or provenance.
+            build: makes the wire message for a given seq (signs it).
+
+        Returns:
+            The seq, or ``None`` when a health report did not fit and was dropped (counted).
+
+        Raises:
+            ResourceError: an event or provenance report does not fit because events fill the
+                spool (nothing is queued and no seq is used), or the disk write failed.
+        """
+        with self._lock:
+            return self._guard(lambda: self._append(kind, build))
+
+    def _append(self, kind: Kind, build: Callable[[int], WireMessage]) -> int | None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._get("seq") + 1
+            wire = build(seq)
+            if not self._make_room(kind, len(wire.payload)):
+                self._set("seq", seq)  # the dropped report's seq stays used: no reuse
+                self._set("dropped_health", self._get("dropped_health") + 1)
+                self._db.execute("COMMIT")
+                return None
+            self._db.execute("INSERT INTO outbox (kind, topic, payload, retain, seq) "
+                             "VALUES (?, ?, ?, ?, ?)",
+                             (kind.value, wire.topic, wire.payload, int(wire.retain), seq))
+            self._set("seq", seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._resync()
+            raise
+        self._count += 1
+        self._bytes += len(wire.payload)
+        return seq
+
+    def _make_room(self, kind: Kind, size: int) -> bool:
+        """Apply the drop policy inside the open transaction; False: drop the new health."""
+        cfg = self.config
+        while self._count + 1 > cfg.max_messages or self._bytes + size > cfg.max_bytes:
+            victim = self._db.execute(
+                "SELECT id, LENGTH(payload) FROM outbox WHERE kind = 'health' ORDER BY id "
+                "LIMIT 1").fetchone()
+            counter = "dropped_health"
+            if victim is None:
+                counter = "dropped_provenance"
+                victim = self._db.execute(
+                    "SELECT id, LENGTH(payload) FROM outbox WHERE kind = 'provenance' AND id < "
+                    "(SELECT MAX(id) FROM outbox WHERE kind = 'provenance') ORDER BY id "
+                    "LIMIT 1").fetchone()
+            if victim is None:
+                if kind is Kind.HEALTH:
+                    return False
+                raise ResourceError(
+                    f"{cfg.path}: the telemetry spool is full of undelivered events "
+                    f"({self._count} messages, {self._bytes} bytes); events are never dropped, "
+                    "so this one was refused. Check the broker connection")
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (victim[0],))
+            self._count -= 1
+            self._bytes -= int(victim[1])
+            self._set(counter, self._get(counter) + 1)
+        return True
+
+    def peek(self, after_id: int, limit: int) -> list[SpooledMessage]:
+        """The oldest ``limit`` queued messages with an id above ``after_id``, in order."""
+        def run() -> list[SpooledMessage]:
+            rows = self._db.execute(
+                "SELECT id, kind, seq, topic, payload, retain FROM outbox WHERE id > ? "
+                "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+            return [SpooledMessage(r[0], Kind(r[1]), r[2], WireMessage(r[3], r[4], bool(r[5])))
+                    for r in rows]
+        with self._lock:
+            return self._guard(run)
+
+    def remove(self, ids: Iterable[int]) -> None:
+        """Remove delivered messages (ids already gone, e.g. dropped, are ignored)."""
+        wanted = list(ids)
+        if not wanted:
+            return
+
+        def run() -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+            gone = [self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING LENGTH(payload)",
+                                     (i,)).fetchone() for i in wanted]
+            self._db.execute("COMMIT")
+            for row in gone:
+                if row is not None:
+                    self._count -= 1
+                    self._bytes -= int(row[0])
+        with self._lock:
+            self._guard(run)
+
+    def _resync(self) -> None:
+        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) "
+                               "FROM outbox").fetchone()
+        self._count, self._bytes = int(row[0]), int(row[1])
+
+    def _guard(self, run: Callable[[], _T]) -> _T:
+        if self._closed:
+            raise ResourceError(f"{self.config.path}: the telemetry spool is closed")
+        try:
+            return run()
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ResourceError(f"{self.config.path}: telemetry spool write failed ({e})") from e
+
+    def close(self) -> None:
+        """Close the file (further calls fail)."""
+        with self._lock:
+            self._closed = True
+            self._db.close()

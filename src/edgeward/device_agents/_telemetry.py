@@ -1,0 +1,383 @@
+"""The agent's telemetry: signed state, health, events and provenance over MQTT, store-and-forward.
+
+The agent makes one :class:`TelemetryClient` and calls :meth:`~TelemetryClient.start`; the
+client then publishes, on the topics of :mod:`edgeward.fleet.protocol`:
+
+- a retained, signed ``online`` state with a session counter at each connection, and a Last Will
+  (retained, signed, ``lost``) that the broker publishes if the connection dies;
+  ``offline`` on :meth:`~TelemetryClient.stop`;
+- a signed health report every ``health_interval_s``, from the ``health`` callback;
+- signed events and the retained, signed provenance report when the agent calls for them.
+
+Every signed message goes through the on-disk :class:`~edgeward.device_agents._spool.Spool`
+first and is removed when the broker acknowledges it, so nothing made while the broker is down
+is lost; it is flushed in order after reconnecting. Reconnects back off exponentially with
+jitter. Example::
+
+    client = TelemetryClient(config, device_key, health=lambda: HealthSample(uptime_s=...))
+    client.start()
+    client.publish_event("update.progress", {"percent": 40})
+    ...
+    client.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeward import __version__
+from edgeward.device_agents._spool import Spool
+from edgeward.device_agents._telemetry_config import TelemetryConfig
+from edgeward.device_agents._telemetry_link import (
+    Ack,
+    Connector,
+    Link,
+    PahoConnector,
+    backoff_delay,
+)
+from edgeward.errors import ChannelError, ConfigError, EdgewardError
+from edgeward.fleet.protocol import (
+    Attestation,
+    DeviceState,
+    EventMessage,
+    HealthReport,
+    HealthSample,
+    Kind,
+    ProvenanceReport,
+    StateMessage,
+    WireMessage,
+    encode,
+)
+from edgeward.provenance import Envelope, PrivateKey
+
+__all__ = ["TelemetryClient", "TelemetryConfig", "TelemetryStatus"]
+
+log = logging.getLogger("edgeward.telemetry")
+_STATE = -1  # the in-flight marker of a state message (not in the spool)
+_UNROUTED_RETRY_S = 1.0  # seconds before a message no subscriber took is sent again
+
+
+@dataclass(frozen=True)
+class TelemetryStatus:
+    """A snapshot of the client (for the agent's status endpoint and tests)."""
+
+    connected: bool
+    mqtt_version: str | None
+    session: int
+    seq: int
+    queued: int
+    queued_bytes: int
+    dropped_health: int
+    refused: int
+    reconnects: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class _LinkState:
+    link: Link
+    inflight: dict[int, int] = field(default_factory=dict)  # token -> spool id
+    early: dict[int, Ack] = field(default_factory=dict)  # acks that beat their token
+    sent_upto: int = 0  # the last spool id published on this link
+    retry_from: int | None = None  # the first unrouted spool id, to send again
+    retry_at: float = 0.0  # when (monotonic seconds)
+
+
+class TelemetryClient:
+    """Publishes the device's signed telemetry; see the module docstring.
+
+    Args:
+        config: the settings.
+        device_key: the device's private key (signs everything; never leaves the device).
+        health: returns the current measurements; ``None`` for no periodic health report.
+        connector: opens broker connections (default: paho-mqtt with ``config.broker``).
+        clock: seconds since the epoch, for message times.
+        rng: the jitter's source of randomness.
+
+    Raises:
+        ResourceError: the spool cannot be opened.
+    """
+
+    def __init__(self, config: TelemetryConfig, device_key: PrivateKey, *,
+                 health: Callable[[], HealthSample] | None = None,
+                 connector: Connector | None = None, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self._key = device_key
+        self._health = health
+        self._connector = connector or PahoConnector(config.broker, client_id=config.device_id)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._spool = Spool(config.spool)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stop_health = threading.Event()
+        self._acks: deque[tuple[int, int, Ack]] = deque()  # (link generation, token, ack)
+        self._generation = 0
+        self._link: _LinkState | None = None
+        self._lost: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._session = 0
+        self._refused = 0
+        self._reconnects = 0
+        self._connections = 0
+        self._last_error: str | None = None
+        self._drain_deadline = 0.0
+        self._final: TelemetryStatus | None = None
+
+    # -- producing -------------------------------------------------------------------------
+    def _queue(self, kind: Kind, make: Callable[[int, float], Any]) -> int | None:
+        seq = self._spool.append(kind, lambda s: encode(make(s, self._clock()), self._key))
+        self._wake.set()
+        return seq
+
+    def publish_health(self, sample: HealthSample | None = None) -> int | None:
+        """Queue a signed health report (``sample``, or the ``health`` callback's).
+
+        Returns:
+            Its seq, or ``None`` if the spool's drop policy dropped it.
+
+        Raises:
+            ConfigError: no sample and no ``health`` callback.
+            ResourceError: the spool write failed.
+        """
+        if sample is None:
+            if self._health is None:
+                raise ConfigError("publish_health: no sample given and no health callback")
+            sample = self._health()
+        dropped = self._spool.counter("dropped_health")
+        return self._queue(Kind.HEALTH, lambda s, t: HealthReport(
+            device_id=self.config.device_id, seq=s, time=t, metrics=sample,
+            spool_dropped=dropped))
+
+    def publish_event(self, event: str, data: Mapping[str, Any] | None = None, *,
+                      severity: str = "info") -> int:
+        """Queue a signed event (``update.progress``, ``safety.block``, ``error`` ...).
+
+        Args:
+            event: what happened (lowercase, dots and underscores).
+            data: a JSON object of at most 8 KiB; counts and categories, never prompt text
+                unless policy allows it.
+            severity: info, warning, error or critical.
+
+        Returns:
+            Its seq.
+
+        Raises:
+            ConfigError: a bad event name, severity or data.
+            ResourceError: the spool is full of undelivered events, or the write failed.
+        """
+        seq = self._queue(Kind.EVENTS, lambda s, t: EventMessage(
+            device_id=self.config.device_id, seq=s, time=t, event=event, severity=severity,
+            data=dict(data or {})))
+        assert seq is not None  # only health is ever dropped
+        return seq
+
+    def publish_provenance(self, statement: Envelope, *, artifact_digest: str,
+                           slot: str | None, publisher_key_id: str, verified_at: float,
+                           loaded_at: float) -> int:
+        """Queue the retained, signed provenance report of the artifact now running.
+
+        Args:
+            statement: the publisher's DSSE envelope the device verified the artifact with.
+            artifact_digest: sha256 (hex) of the artifact.
+            slot: the slot it was loaded from.
+            publisher_key_id: the key that signed the statement.
+            verified_at / loaded_at: when the device verified and loaded it (epoch seconds).
+
+        Returns:
+            Its seq.
+
+        Raises:
+            ConfigError: a bad value; ChannelError: too large for the wire;
+            ResourceError: the spool is full of undelivered events, or the write failed.
+        """
+        attestation = Attestation(publisher_key_id=publisher_key_id, verified_at=verified_at,
+                                  loaded_at=loaded_at)
+        seq = self._queue(Kind.PROVENANCE, lambda s, t: ProvenanceReport(
+            device_id=self.config.device_id, seq=s, time=t, artifact_digest=artifact_digest,
+            slot=slot, statement=statement, attestation=attestation))
+        assert seq is not None
+        return seq
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the sender (and the health timer, with a ``health`` callback); returns at once.
+
+        The first connection is attempted in the background: telemetry queues until it is up.
+        """
+        if self._threads:
+            raise ConfigError("TelemetryClient.start: already started")
+        targets: list[Callable[[], None]] = [self._run_sender]
+        if self._health is not None:
+            targets.append(self._run_health)
+        for target in targets:
+            t = threading.Thread(target=target, name=f"edgeward-{target.__name__[5:]}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Deliver what is queued (up to ``drain_timeout_s``), publish ``offline``, disconnect.
+
+        What is not delivered stays in the spool for the next start.
+        """
+        deadline = time.monotonic() + (self.config.drain_timeout_s if timeout_s is None
+                                       else timeout_s)
+        self._drain_deadline = deadline
+        # The health timer first, so nothing is queued after the sender's last drain.
+        self._stop_health.set()
+        for t in self._threads[1:]:
+            t.join(10.0)
+        self._stopping.set()
+        self._wake.set()
+        for t in self._threads[:1]:
+            t.join(max(0.1, deadline - time.monotonic()) + 5.0)
+        self._threads.clear()
+        self._final = self.status()
+        self._spool.close()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the spool is empty (everything acknowledged); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._spool.depth and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._spool.depth == 0
+
+    def status(self) -> TelemetryStatus:
+        """A snapshot of the connection and the spool (after :meth:`stop`: the last one)."""
+        if self._final is not None:
+            return self._final
+        link = self._link
+        return TelemetryStatus(
+            connected=link is not None, mqtt_version=link.link.version if link else None,
+            session=self._session, seq=self._spool.counter("seq"), queued=self._spool.depth,
+            queued_bytes=self._spool.size_bytes,
+            dropped_health=self._spool.counter("dropped_health"), refused=self._refused,
+            reconnects=self._reconnects, last_error=self._last_error)
+
+    # -- the health timer ------------------------------------------------------------------
+    def _run_health(self) -> None:
+        while not self._stop_health.is_set():
+            try:
+                self.publish_health()
+            except EdgewardError as e:
+                self._last_error = f"health report: {e}"
+                log.warning("health report not queued: %s", e)
+            except Exception as e:  # the agent's callback must not stop the timer
+                self._last_error = f"health callback: {type(e).__name__}: {e}"
+                log.exception("the health callback failed")
+            self._stop_health.wait(self.config.health_interval_s)
+
+    # -- the sender ------------------------------------------------------------------------
+    def _state(self, state: DeviceState) -> WireMessage:
+        return encode(StateMessage(device_id=self.config.device_id, state=state,
+                                   session=self._session, time=self._clock(),
+                                   agent_version=__version__[:64]), self._key)
+
+    def _run_sender(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            self._session = self._spool.next_session()
+            self._generation += 1
+            gen = self._generation
+            self._lost = None
+
+            def on_ack(token: int, ack: Ack, g: int = gen) -> None:
+                self._acks.append((g, token, ack))
+                self._wake.set()
+
+            def on_lost(why: str, g: int = gen) -> None:
+                if g == self._generation:
+                    self._lost = why
+                    self._wake.set()
+
+            try:
+                link = self._connector(will=self._state(DeviceState.LOST), on_ack=on_ack,
+                                       on_lost=on_lost)
+            except ChannelError as e:
+                self._last_error = str(e)
+                delay = backoff_delay(attempt, min_s=self.config.reconnect_min_s,
+                                      max_s=self.config.reconnect_max_s, rng=self._rng)
+                log.info("broker unreachable (%s); retrying in %.1f s", e, delay)
+                attempt += 1
+                self._stopping.wait(delay)
+                continue
+            if self._connections:
+                self._reconnects += 1
+            self._connections += 1
+            attempt = 0
+            self._pump(_LinkState(link))
+
+    def _pump(self, st: _LinkState) -> None:
+        """Publish the birth, then the spool in order, until the link dies or we stop."""
+        try:
+            st.inflight[st.link.publish(self._state(DeviceState.ONLINE))] = _STATE
+            self._link = st
+            while self._lost is None:
+                self._settle_acks(st)
+                if self._stopping.is_set() and (not self._spool.depth or
+                                                time.monotonic() > self._drain_deadline):
+                    token = st.link.publish(self._state(DeviceState.OFFLINE))
+                    st.inflight[token] = _STATE
+                    until = time.monotonic() + 1.0  # the offline state leaves first
+                    while token in st.inflight and self._lost is None \
+                            and time.monotonic() < until:
+                        self._wake.wait(0.05)
+                        self._wake.clear()
+                        self._settle_acks(st)
+                    st.link.close()
+                    return
+                room = self.config.inflight - len(st.inflight)
+                flying = set(st.inflight.values())
+                for m in self._spool.peek(st.sent_upto, room) if room > 0 else []:
+                    if m.id not in flying:
+                        st.inflight[st.link.publish(m.wire)] = m.id
+                    st.sent_upto = m.id
+                self._settle_acks(st)
+                self._wake.wait(0.5)
+                self._wake.clear()
+        except ChannelError as e:
+            self._lost = str(e)
+        finally:
+            self._link = None
+        self._last_error = f"connection lost: {self._lost}"
+        log.info("broker connection lost (%s); %d message(s) stay queued", self._lost,
+                 self._spool.depth)
+        st.link.close()
+
+    def _settle_acks(self, st: _LinkState) -> None:
+        done: list[int] = []
+        while self._acks:
+            gen, token, ack = self._acks.popleft()
+            if gen != self._generation:
+                continue  # an ack from a dead link: its messages are re-sent anyway
+            st.early[token] = ack
+        for token in [t for t in st.early if t in st.inflight]:
+            ack, row = st.early.pop(token), st.inflight.pop(token)
+            if ack == "unrouted":
+                # No fleet manager subscribed (yet): the broker dropped it. It stays in the
+                # spool and goes again shortly; the fleet stores each (device, seq) once.
+                if row != _STATE and (st.retry_from is None or row < st.retry_from):
+                    st.retry_from = row
+                    st.retry_at = time.monotonic() + _UNROUTED_RETRY_S
+                continue
+            done.append(row)
+            if ack == "refused":
+                self._refused += 1  # the broker refused it (ACL): re-sending cannot help
+                log.warning("the broker refused a message (not authorized?)")
+        self._spool.remove(i for i in done if i != _STATE)
+        if st.retry_from is not None and time.monotonic() >= st.retry_at:
+            st.sent_upto = min(st.sent_upto, st.retry_from - 1)
+            st.retry_from = None

@@ -1,0 +1,116 @@
+"""The harm score of a text: classifier logits plus rule evidence, over every decoded view.
+
+``P(label) = softmax(logits + evidence)``: the rules' log-odds (:mod:`._rules`) add to the
+classifier's logits (:mod:`._classifier`), so a known attack phrasing raises the score of an
+otherwise unfamiliar prompt and benign context lowers it. The unsafe score is
+``1 - P(benign)``. A text with hidden payloads (base64, rot13, ...) is scored on each decoded
+view too, and the most unsafe view counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeward.safety._classifier import LABELS, LinearModel
+from edgeward.safety._decode import Payload, decode_payloads
+from edgeward.safety._normalise import normalise
+from edgeward.safety._rules import RuleHit, rule_evidence
+from edgeward.safety._scan import Scan
+
+__all__ = ["HarmScore", "score_text", "score_views"]
+
+_NO_MODEL_LOGITS = np.array([2.0, 0.0, 0.0, 0.0])  # rules only: benign unless they say otherwise
+# The classifier's logits are scaled by this before the rules' log-odds are added: the n-gram
+# model is often confident about phrasings it has never seen (it learned its sources' style),
+# and strong rule evidence, for or against, must be able to overrule it. Chosen on the dev
+# split together with the hand-written cases of tests/safety/test_safety_attacks.py.
+CLASSIFIER_SCALE = 0.6
+# Log-odds of "injection" that a payload's encoding adds to its decoded view.
+_HIDDEN_EVIDENCE = {"base64": 1.0, "hex": 1.0, "rot13": 1.0, "unicode_tags": 2.0, "leet": 0.5,
+                    "spaced": 0.5}
+
+
+@dataclass(frozen=True)
+class HarmScore:
+    """The scores of one text.
+
+    Attributes:
+        probs: probability of each of :data:`LABELS`.
+        hazards: hazard categories whose terms occur, with their lexicon weights.
+        hits: the rules that matched.
+        view: which view decided (``text``, or the payload's encoding).
+    """
+
+    probs: dict[str, float]
+    hazards: dict[str, float] = field(default_factory=dict)
+    hits: tuple[RuleHit, ...] = ()
+    view: str = "text"
+
+    @property
+    def unsafe(self) -> float:
+        """``1 - P(benign)``."""
+        return 1.0 - self.probs["benign"]
+
+    @property
+    def label(self) -> str:
+        """The most likely unsafe label (``harmful``, ``jailbreak`` or ``injection``)."""
+        return max(LABELS[1:], key=lambda k: self.probs[k])
+
+
+def score_text(text: str, model: LinearModel | None, *, rules: bool = True,
+               scan: Scan | None = None, view: str = "text", hidden: float = 0.0) -> HarmScore:
+    """Score one normalised text.
+
+    Args:
+        text: normalised text.
+        model: the classifier, or ``None`` to score by the rules alone.
+        rules: add the rules' evidence.
+        scan: the text's scan, if already made.
+        view: the name of this view.
+        hidden: log-odds added to ``injection`` because the text was hidden (a decoded
+            payload): hiding an instruction is itself evidence of an attack.
+    """
+    logits = (CLASSIFIER_SCALE * model.logits(text) if model is not None
+              else _NO_MODEL_LOGITS.copy())
+    logits[3] += hidden
+    hazards: dict[str, float] = {}
+    hits: list[RuleHit] = []
+    if rules:
+        boost, hits, hazards = rule_evidence(scan or Scan(text))
+        logits = logits + np.array([0.0, boost["harmful"], boost["jailbreak"],
+                                    boost["injection"]])
+    z = np.exp(logits - logits.max())
+    p = z / z.sum()
+    return HarmScore({k: float(v) for k, v in zip(LABELS, p, strict=True)}, hazards,
+                     tuple(hits), view)
+
+
+def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
+                decode: bool = True, scan: Scan | None = None, hidden: str = ""
+                ) -> tuple[HarmScore, list[Payload]]:
+    """Score a normalised text and each payload decoded from it; return the most unsafe.
+
+    Args:
+        text: normalised text.
+        model: the classifier, or ``None``.
+        rules: add the rules' evidence.
+        decode: look for hidden payloads.
+        scan: the text's scan, if already made.
+        hidden: text decoded from Unicode tag characters by the normaliser.
+
+    Returns:
+        The most unsafe view's score, and the payloads found.
+    """
+    scan = scan or Scan(text)
+    best = score_text(text, model, rules=rules, scan=scan)
+    payloads = decode_payloads(scan) if decode else []
+    if hidden:
+        payloads.insert(0, Payload("unicode_tags", hidden))
+    for payload in payloads:
+        s = score_text(normalise(payload.text).text, model, rules=rules, view=payload.encoding,
+                       hidden=_HIDDEN_EVIDENCE.get(payload.encoding, 0.0))
+        if s.unsafe > best.unsafe:
+            best = s
+    return best, payloads
