@@ -4,6 +4,7 @@ error shapes, health and metrics."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -206,7 +207,14 @@ def test_health_models_and_metrics(make_agent: AgentFactory) -> None:
         models = c.get("/v1/models").json()
         usages = [c.post("/v1/chat/completions", json=CHAT).json()["usage"] for _ in range(3)]
         c.post("/v1/chat/completions", json={"bad": 1})
-        metrics = c.get("/metrics")
+        # The worker marks itself idle just after the last response is sent: wait for that
+        # (bounded) instead of racing it on a loaded machine.
+        deadline = time.monotonic() + 10
+        while True:
+            metrics = c.get("/metrics")
+            if "\nedgeward_agent_busy 0" in metrics.text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     assert health["status"] == "ok" and health["max_queue"] == 3
     assert health["model"]["verified"] is True and len(health["model"]["sha256"]) == 64
     (entry,) = models["data"]
