@@ -98,7 +98,7 @@ def test_a_streaming_client_that_disconnects_stops_its_generation(
                  what="the generation to be cancelled")
         generated = metrics.value("edgeward_agent_completion_tokens_total")
         assert 1 <= generated < 100  # stopped within a few tokens, not at ~490
-        assert metrics.value("edgeward_agent_busy") == 0  # the model is free
+        wait_for(lambda: metrics.value("edgeward_agent_busy") == 0, what="the model to be free")
         after = c.post("/v1/chat/completions", json=CHAT | {"max_tokens": 3})
         assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 3
 

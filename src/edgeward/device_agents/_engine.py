@@ -307,17 +307,18 @@ class Engine:
                 continue
             assert job is not None
             started = time.perf_counter()
+            end: Event
             try:
-                self._execute(job, started)
+                end = self._execute(job, started)
             except BaseException:  # noqa: BLE001 - the worker must outlive any bug
                 LOGGER.exception("generation worker: unexpected error")
-                job.pipe.put(Failed(RuntimeBackendError("internal error in the agent")))
-            finally:
-                elapsed = time.perf_counter() - started
-                self._service_s = 0.8 * self._service_s + 0.2 * elapsed
-                with self._cond:
-                    self._outstanding -= 1
-                    self._running = None
+                end = Failed(RuntimeBackendError("internal error in the agent"))
+            elapsed = time.perf_counter() - started
+            self._service_s = 0.8 * self._service_s + 0.2 * elapsed
+            with self._cond:  # free the slot before the client hears the end: its next
+                self._outstanding -= 1  # request must not find the queue still full
+                self._running = None
+            job.pipe.put(end)
 
     def _do_swap(self, swap: _Swap) -> None:
         old, self._model = self._model, swap.model
@@ -336,38 +337,39 @@ class Engine:
                       categories=",".join(verdict.categories) or "unspecified",
                       request_id=job.context.get("request_id"))
 
-    def _execute(self, job: Job, started: float) -> None:
+    def _execute(self, job: Job, started: float) -> Event:
+        """Run ``job``, putting its text into its pipe; returns the event that ends it."""
         m = self._metrics
         m.observe("edgeward_agent_queue_wait_seconds", started - job.submitted_at)
         runtime = self._model.runtime
         if job.cancelled:  # cancelled between leaving the queue and starting
             m.inc("edgeward_agent_generations_total", finish_reason="cancelled")
-            job.pipe.put(Cancelled(job.cancel_reason))
-            return
+            return Cancelled(job.cancel_reason)
         if job.prompt is None:
             try:
-                job.pipe.put(Embedded(runtime.embed(list(job.texts))))
+                return Embedded(runtime.embed(list(job.texts)))
             except EdgewardError as e:
-                job.pipe.put(Failed(e))
-            return
+                return Failed(e)
+        return self._generate(job, job.prompt, started)
+
+    def _generate(self, job: Job, prompt: Prompt, started: float) -> Event:
+        m = self._metrics
 
         def on_verdict(stage: Stage, verdict: Verdict) -> None:
             self._on_verdict(job, stage, verdict)
 
         try:
-            prompt, blocked = screen_prompt(job.safety, job.prompt, context=job.context,
+            prompt, blocked = screen_prompt(job.safety, prompt, context=job.context,
                                             on_verdict=on_verdict)
             if blocked is not None:
-                job.pipe.put(Refused(blocked, refusal_text("prompt", blocked, job.safety)))
-                return
-            outcome = stream_filtered(runtime, prompt, job.params or SamplingParams(),
+                return Refused(blocked, refusal_text("prompt", blocked, job.safety))
+            outcome = stream_filtered(self._model.runtime, prompt, job.params or SamplingParams(),
                                       checker=job.safety.output_stream(context=job.context),
                                       emit=job.pipe.put, cancelled=job.is_cancelled,
                                       on_verdict=on_verdict)
         except EdgewardError as e:
             m.inc("edgeward_agent_generations_total", finish_reason="error")
-            job.pipe.put(Failed(e))
-            return
+            return Failed(e)
         s = outcome.stats
         m.inc("edgeward_agent_prompt_tokens_total", s.prompt_tokens)
         m.inc("edgeward_agent_completion_tokens_total", s.completion_tokens)
@@ -385,6 +387,5 @@ class Engine:
                   decode_tps=None if s.decode_tokens_per_s is None
                   else round(s.decode_tokens_per_s, 1))
         if outcome.finish_reason == "cancelled":
-            job.pipe.put(Cancelled(job.cancel_reason or "cancelled"))
-        else:
-            job.pipe.put(Finished(outcome))
+            return Cancelled(job.cancel_reason or "cancelled")
+        return Finished(outcome)
