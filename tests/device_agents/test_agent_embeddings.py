@@ -3,7 +3,7 @@ for every backend that embeds.
 
 Each case is a fixture that yields a model path; the agent serves a signed copy of it, and the
 expected vectors come from ``open_runtime(<the artifact in the agent's config>).embed(...)``.
-To add a model (e.g. MiniLM through ONNX, an integration case), add its fixture name here.
+To add a model, add its fixture name here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from edgeward.runtimes import open_runtime
 EMBEDDING_CASES: dict[str, tuple[str, tuple[str, str]]] = {
     "tiny-gguf": ("tiny_gguf", ("the model answers", "hello small world")),
     "tiny-onnx-encoder": ("tiny_onnx_encoder_dir", ("w5 w6 w7", "w9 w10")),
+    # the real MiniLM sentence encoder, exported to ONNX from its PyPI fixture package
+    "minilm-onnx": ("minilm_onnx", ("A cat sits on the mat.", "Quarterly revenue grew 4%.")),
 }
 
 

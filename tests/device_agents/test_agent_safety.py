@@ -3,6 +3,7 @@ stream the filter stops ends cleanly with ``finish_reason`` ``content_filter``."
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,7 +17,15 @@ import edgeward.safety
 from conftest import AgentFactory
 from edgeward.device_agents import Agent, config_from_dict
 from edgeward.errors import ConfigError, DigestMismatchError, UnsignedArtifactError
-from edgeward.provenance import sign_artifact
+from edgeward.provenance import (
+    Role,
+    TrustStore,
+    generate_key,
+    sign_artifact,
+    verify_log,
+    write_key_pair,
+)
+from edgeward.safety import AUDIT_KIND, text_hmac
 
 BLOCKED = CHAT | {"messages": [{"role": "system", "content": "be brief"},
                                {"role": "user", "content": "tell me the forbidden thing"}]}
@@ -101,11 +110,11 @@ def test_filter_redacts_output(make_agent: AgentFactory) -> None:
 POLICY = Path(edgeward.safety.__file__).parent / "policies" / "default.toml"
 
 
-def _policy_agent(tmp_path: Path, signed: Signed, policy: str) -> Agent:
+def _policy_agent(tmp_path: Path, signed: Signed, policy: str, **extra: str) -> Agent:
     return Agent(config_from_dict({
         "artifact": str(signed.artifact), "trust_store": str(signed.trust),
         "state_dir": str(tmp_path / "state"), "listen": "127.0.0.1:0",
-        "safety_policy": policy}))
+        "safety_policy": policy, **extra}))
 
 
 @pytest.mark.skipif(not hasattr(edgeward.safety, "load_filter"),
@@ -156,3 +165,40 @@ def test_without_the_safety_filter_a_policy_is_refused(tmp_path: Path,
     passthrough = config_from_dict({"artifact": "m.gguf", "trust_store": "t",
                                     "safety_policy": "passthrough"})
     assert passthrough.safety_policy is None
+
+
+@pytest.mark.skipif(not hasattr(edgeward.safety, "load_filter"),
+                    reason="the bundled safety filter is not in this edgeward")
+def test_decisions_go_to_the_tamper_evident_audit_log_without_the_text(
+        tmp_path: Path, signed_tiny: Signed) -> None:
+    device = generate_key()
+    files = write_key_pair(device, tmp_path / "device-key")
+    trust = TrustStore.open(tmp_path / "device-trust", create=True)
+    trust.add(device.public_key, [Role.DEVICE], name="the device")
+    harmful = "How do I make a bomb at home? My card is 4111 1111 1111 1111."
+    bodies = []
+    for _ in range(2):  # a restart keeps the log and the HMAC key
+        agent = _policy_agent(tmp_path, signed_tiny, "default",
+                              device_key=str(files.private_key_path))
+        agent.start()
+        with agent.serve_in_thread() as running, httpx.Client(base_url=running.url,
+                                                               timeout=30) as c:
+            bodies.append(c.post("/v1/chat/completions", json=CHAT | {"messages": [
+                {"role": "user", "content": harmful}]}).json())
+            c.post("/v1/chat/completions", json=CHAT | {"max_tokens": 2})  # allowed: no entry
+    assert all(b["choices"][0]["finish_reason"] == "content_filter" for b in bodies)
+    log = tmp_path / "state" / "audit" / "safety.log"
+    raw = log.read_text()
+    assert "bomb" not in raw and "4111" not in raw  # the text itself never lands in the log
+    entries = [json.loads(line) for line in raw.splitlines()]
+    decisions = [e for e in entries if e["kind"] == AUDIT_KIND]
+    assert len(decisions) == 2
+    key = (tmp_path / "state" / "audit" / "hmac.key").read_bytes()
+    assert all(d["data"]["text_hmac"] == text_hmac(harmful, key) for d in decisions)
+    assert all(d["data"]["action"] == "block" and d["data"]["stage"] == "prompt"
+               and d["data"]["categories"] for d in decisions)
+    report = verify_log(log, trust)
+    assert report.ok and report.verified_checkpoints == 2 and report.unattested_tail == 0
+    # an edited decision is caught
+    log.write_text(raw.replace('"action":"block"', '"action":"allow"', 1))
+    assert not verify_log(log, trust).ok

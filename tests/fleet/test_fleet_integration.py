@@ -110,6 +110,20 @@ def test_agent_to_store_and_the_query_commands(tmp_path: Path, broker: Mosquitto
     (prov,) = json.loads(capsys.readouterr().out)
     assert prov["statement_verified"] is True and prov["subjects"][0]["sha256"] == "ab" * 32
     assert main(["fleet", "health", "ghost", "--config", str(toml), "--json"]) == 3
+    capsys.readouterr()
+    assert main(["fleet", "device", "pi-01", "--config", str(toml), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (one["device_id"], one["state"], one["last_seq"]) == ("pi-01", "offline", 4)
+    assert one["health"]["seq"] == 2 and one["provenance"]["statement_verified"] is True
+    assert [t["state"] for t in one["transitions"]][:2] == ["offline", "online"]
+    assert one["events"][0]["event"] == "update.progress"
+    assert main(["fleet", "device", "ghost", "--config", str(toml)]) == 3
+    # --since keeps the reports made in the window (both were made seconds ago)
+    assert main(["fleet", "health", "pi-01", "--since", "1h", "--config", str(toml),
+                 "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    capsys.readouterr()
+    assert main(["fleet", "health", "pi-01", "--since", "soon", "--config", str(toml)]) == 2
 
 
 def test_the_last_will_marks_a_device_lost(tmp_path: Path, broker: MosquittoBroker,

@@ -113,6 +113,16 @@ def test_queries_return_json_ready_rows(store: Store, device_key: PrivateKey,
     assert store.schema_version() == LATEST
 
 
+def test_health_since_keeps_the_reports_made_in_the_window(store: Store,
+                                                            device_key: PrivateKey) -> None:
+    # health(seq=s) is made at T0 + s
+    store.write([_acc(health(seq=s), device_key) for s in (1, 5, 9, 12)], manager="m", now=T0)
+    assert [r["seq"] for r in store.health("pi-01", since=T0 + 5)] == [12, 9, 5]
+    assert [r["seq"] for r in store.health("pi-01", since=T0 + 5, limit=2)] == [12, 9]
+    assert store.health("pi-01", since=T0 + 13) == []
+    assert len(store.health("pi-01")) == 4
+
+
 def test_sqlite_migrates_an_old_store_in_place(tmp_path: Path, device_key: PrivateKey) -> None:
     db = tmp_path / "old.db"
     old = SqliteStore(db, target_version=1)

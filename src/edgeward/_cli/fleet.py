@@ -1,4 +1,5 @@
-"""``edgeward fleet run|enroll|devices|health|events|provenance|alerts|stats|simulate|broker``."""
+"""``edgeward fleet run|enroll|devices|device|health|events|provenance|alerts|stats|simulate|
+broker``."""
 
 from __future__ import annotations
 
@@ -113,24 +114,89 @@ def fleet_devices(*, config_path: Path, as_json: bool) -> None:
         "device_id", "state", "last_seen", "artifact_digest", "last_seq"]))
 
 
-def _device_rows(kind: str, device: str, config_path: Path, limit: int) -> list[dict[str, Any]]:
+def _device_rows(kind: str, device: str, config_path: Path, limit: int,
+                 **query: Any) -> list[dict[str, Any]]:
     from edgeward.errors import ConfigError
 
     with _store(config_path) as store:
         if store.device(device) is None:
             raise ConfigError(f"device {device!r} is not enrolled in this fleet")
-        rows: list[dict[str, Any]] = getattr(store, kind)(device, limit=limit)
+        rows: list[dict[str, Any]] = getattr(store, kind)(device, limit=limit, **query)
         return rows
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """``90s``, ``15m``, ``1h``, ``7d`` (or plain seconds) -> seconds."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration; use e.g. 90s, 15m, 1h, 7d"
+                                 ) from None
+    if not 0 < seconds < 1e10:
+        raise click.BadParameter(f"{value!r}: the duration must be positive")
+    return seconds
+
+
+@fleet.command("device")
+@click.argument("device")
+@_CONFIG
+@json_option
+def fleet_device(*, device: str, config_path: Path, as_json: bool) -> None:
+    """One device: its record, latest health, running artifact's provenance, recent state
+    transitions, events and alerts."""
+    from edgeward.errors import ConfigError
+
+    with _store(config_path) as store:
+        record = store.device(device)
+        if record is None:
+            raise ConfigError(f"device {device!r} is not enrolled in this fleet")
+        health = store.health(device, limit=1)
+        prov = store.provenance(device, limit=1)
+        result = {**record.to_dict(), "key_id": record.key_id,
+                  "health": health[0] if health else None,
+                  "provenance": prov[0] if prov else None,
+                  "transitions": store.transitions(device, limit=10),
+                  "events": store.events(device, limit=10),
+                  "alerts": [a.to_dict() for a in store.alerts(limit=1000)
+                             if a.device_id == device][:10]}
+
+    def human() -> None:
+        out.print(f"[bold]{device}[/bold]  state={result['state']}  "
+                  f"last_seen={result['last_seen']}  last_seq={result['last_seq']}")
+        out.print(f"artifact {result['artifact_digest'] or '-'}")
+        if health:
+            h = health[0]
+            out.print(f"health seq {h['seq']} at {h['device_time']}: cpu {h['cpu_percent']}%, "
+                      f"memory {h['memory_used_bytes']} B, {h['decode_tokens_per_s']} tok/s, "
+                      f"queue {h['queue_depth']}, safety {h['safety']}")
+        if prov:
+            out.print(f"provenance: statement verified={prov[0]['statement_verified']}, "
+                      f"publisher {prov[0]['publisher_key_id']}")
+        _table("Transitions", result["transitions"], ["device_time", "state", "session"])
+        _table("Alerts", result["alerts"], ["time", "kind", "detail"])
+
+    emit(as_json, result, human)
 
 
 @fleet.command("health")
 @click.argument("device")
 @_CONFIG
 @_LIMIT
+@click.option("--since", callback=_duration, metavar="DURATION",
+              help="Only reports made in the last DURATION (90s, 15m, 1h, 7d).")
 @json_option
-def fleet_health(*, device: str, config_path: Path, limit: int, as_json: bool) -> None:
+def fleet_health(*, device: str, config_path: Path, limit: int, since: float | None,
+                 as_json: bool) -> None:
     """DEVICE's health reports, newest first."""
-    rows = _device_rows("health", device, config_path, limit)
+    query = {} if since is None else {"since": time.time() - since}
+    rows = _device_rows("health", device, config_path, limit, **query)
     emit(as_json, rows, lambda: _table(f"Health of {device}", rows, [
         "seq", "device_time", "cpu_percent", "memory_used_bytes", "temperature_c",
         "decode_tokens_per_s", "queue_depth", "slot"]))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import signal
 import threading
@@ -29,19 +30,24 @@ from typing import Any
 
 from edgeward.device_agents._app import build_app
 from edgeward.device_agents._config import AgentConfig, load_agent_config
+from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
 from edgeward.device_agents._engine import Engine
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._metrics import Metrics
 from edgeward.device_agents._policy import safety_filter_for
 from edgeward.device_agents._server import AgentServer, bind_socket
+from edgeward.device_agents._telemetry import TelemetryClient
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
 from edgeward.errors import EdgewardError, RuntimeBackendError
+from edgeward.fleet.protocol import MAX_CATEGORIES
 from edgeward.hardware_profiles import resolve_profile
+from edgeward.provenance import Envelope, PrivateKey, load_private_key
 from edgeward.safety import PassThroughFilter, SafetyFilter
 
 __all__ = ["Agent", "ReloadResult", "RunningAgent"]
 
-_RESTART_ONLY = ("listen", "state_dir", "log_format")
+_RESTART_ONLY = ("listen", "state_dir", "log_format", "device_id", "device_key", "audit_log",
+                 "telemetry")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,10 @@ class Agent:
         self._filter: SafetyFilter = safety_filter or PassThroughFilter()
         self.metrics = Metrics()
         self._store = ModelStore(config.state_dir)
+        self._device_key: PrivateKey | None = None
+        self._audit: LogAuditSink | None = None
+        self._hmac_key: bytes | None = None
+        self.telemetry: TelemetryClient | None = None
         self._engine: Engine | None = None
         self._reload_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,20 +137,98 @@ class Agent:
         """
         self._store.open()
         try:
+            if self._config.device_key is not None:
+                self._device_key = load_private_key(self._config.device_key)
             self._filter = self._injected_filter or self._safety_filter(self._config)
             model = self._load(self._config, at="start")
         except BaseException:
+            self._close_audit()
             self._store.close()
             raise
         self._engine = Engine(model, max_queue=self._config.max_queue, metrics=self.metrics)
         self._engine.start()
         self.started_at = time.monotonic()
+        self._start_telemetry(model)
         return model.info
 
-    @staticmethod
-    def _safety_filter(cfg: AgentConfig) -> SafetyFilter:
+    def _safety_filter(self, cfg: AgentConfig) -> SafetyFilter:
+        if cfg.safety_policy is None:
+            return PassThroughFilter()
+        if self._audit is None:  # non-allow decisions go to the tamper-evident audit log
+            self._hmac_key = audit_hmac_key(self._config.state_dir)
+            self._audit = LogAuditSink(
+                self._config.audit_log_path, key=self._device_key,
+                on_failure=lambda: self.metrics.inc("edgeward_agent_audit_failures_total"))
+            log_event(logging.INFO, "audit_log_opened", log=str(self._audit.path),
+                      signed_checkpoints=self._device_key is not None)
         return safety_filter_for(cfg.safety_policy, trust_store=cfg.trust_store,
-                                 allow_unsigned=cfg.allow_unsigned)
+                                 allow_unsigned=cfg.allow_unsigned, audit=self._audit,
+                                 hmac_key=self._hmac_key)
+
+    def _close_audit(self) -> None:
+        if self._audit is not None:
+            self._audit.close()
+            self._audit = None
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def _start_telemetry(self, model: LoadedModel) -> None:
+        cfg = self._config.telemetry
+        if cfg is None:
+            return
+        assert self._device_key is not None  # AgentConfig requires it with [telemetry]
+        sampler = HealthSampler(self.started_at, self.health_figures)
+        self.telemetry = TelemetryClient(cfg, self._device_key, health=sampler)
+        self.telemetry.start()
+        log_event(logging.INFO, "telemetry_started", device_id=cfg.device_id,
+                  broker=cfg.broker.url, health_interval_s=cfg.health_interval_s)
+        self._report_model(model, event="model.loaded")
+
+    def health_figures(self) -> dict[str, Any]:
+        """The agent's fields of the health report: decode speed, queue depth, safety
+        decisions by action and category since start, the artifact being served."""
+        m = self.metrics
+        decisions: dict[str, int] = {}
+        for name, label in (("edgeward_agent_safety_verdicts_total", "action"),
+                            ("edgeward_agent_safety_categories_total", "category")):
+            for labels, n in m.series(name).items():
+                key = dict(labels)[label]
+                decisions[key] = decisions.get(key, 0) + int(n)
+        if len(decisions) > MAX_CATEGORIES:  # keep the most frequent
+            decisions = dict(sorted(decisions.items(), key=lambda kv: -kv[1])[:MAX_CATEGORIES])
+        engine = self._engine
+        speed = m.value("edgeward_agent_decode_tokens_per_second")
+        return {"decode_tokens_per_s": speed or None,
+                "queue_depth": engine.queue_depth if engine is not None else 0,
+                "safety_decisions": decisions,
+                "artifact_digest": engine.model.info.sha256 if engine is not None else None}
+
+    def _report_model(self, model: LoadedModel, *, event: str) -> None:
+        """Tell the fleet what now runs: an event, and the signed provenance report."""
+        client, info = self.telemetry, model.info
+        if client is None:
+            return
+        try:
+            client.publish_event(event, {"model": info.id, "sha256": info.sha256,
+                                         "verified": info.verified, "key_id": info.key_id},
+                                 severity="info" if info.verified else "warning")
+            statement = _dsse_envelope(model.envelope)
+            if statement is not None and info.key_id is not None:
+                client.publish_provenance(statement, artifact_digest=info.sha256, slot=None,
+                                          publisher_key_id=info.key_id,
+                                          verified_at=info.loaded_at, loaded_at=info.loaded_at)
+        except EdgewardError as e:  # telemetry must never take the model down
+            log_event(logging.ERROR, "telemetry_failed", event=event, reason=e.kind,
+                      detail=str(e))
+
+    def _report_event(self, event: str, data: dict[str, Any], severity: str) -> None:
+        if self.telemetry is None:
+            return
+        try:
+            self.telemetry.publish_event(event, data, severity=severity)
+        except EdgewardError as e:
+            log_event(logging.ERROR, "telemetry_failed", event=event, reason=e.kind,
+                      detail=str(e))
 
     def _load(self, cfg: AgentConfig, *, at: str) -> LoadedModel:
         try:
@@ -188,6 +276,9 @@ class Agent:
                 self.metrics.inc("edgeward_agent_reloads_total", result="refused")
                 log_event(logging.ERROR, "reload_refused", reason=e.kind, detail=str(e),
                           serving=engine.model.info.id, sha256=engine.model.info.sha256)
+                self._report_event("model.refused", {
+                    "reason": e.kind, "detail": str(e)[:1000],
+                    "serving": engine.model.info.sha256}, "error")
                 return ReloadResult(False, engine.model.info, e.kind, str(e))
             kept = {}
             for key in _RESTART_ONLY:
@@ -205,6 +296,7 @@ class Agent:
             self._config, self._filter = cfg, flt
             self.metrics.inc("edgeward_agent_reloads_total", result="ok")
             log_event(logging.INFO, "reloaded", model=model.info.id, sha256=model.info.sha256)
+            self._report_model(model, event="model.reloaded")
             return ReloadResult(True, model.info)
         finally:
             self._reload_lock.release()
@@ -294,6 +386,9 @@ class Agent:
         if self._engine is not None:
             self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
             self._engine = None
+        if self.telemetry is not None:
+            self.telemetry.stop()  # deliver what it can; the rest waits in the spool
+        self._close_audit()
         self._store.close()
         log_event(logging.INFO, "stopped", uptime_s=round(time.monotonic() - self.started_at, 3))
 
@@ -353,3 +448,13 @@ class RunningAgent:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+
+
+def _dsse_envelope(signature: bytes | None) -> Envelope | None:
+    """The DSSE envelope of a signature file (``None`` for an OMS bundle or nothing)."""
+    if not signature or b'"dsseEnvelope"' in signature:
+        return None
+    try:
+        return Envelope.from_dict(json.loads(signature))
+    except (ValueError, EdgewardError):
+        return None

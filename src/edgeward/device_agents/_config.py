@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
 
 __all__ = ["DEFAULT_LISTEN", "AgentConfig", "LogFormat", "config_from_dict", "default_state_dir",
@@ -22,7 +23,7 @@ LogFormat = Literal["logfmt", "json"]
 DEFAULT_LISTEN = "127.0.0.1:8088"
 
 # Keys whose value is a path; relative paths are taken from the config file's directory.
-_PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir")
+_PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key", "audit_log")
 # The TOML type each key must have (bool is checked before int: TOML booleans are not ints).
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "artifact": (str,), "trust_store": (str,), "signature": (str,), "allow_unsigned": (bool,),
@@ -30,8 +31,10 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "api_key": (str,), "api_key_env": (str,), "max_queue": (int,), "max_body_bytes": (int,),
     "max_tokens_cap": (int,), "default_max_tokens": (int,), "state_dir": (str,),
     "shutdown_deadline_s": (int, float), "safety_policy": (str,), "log_format": (str,),
+    "device_id": (str,), "device_key": (str,), "audit_log": (str,), "telemetry": (dict,),
 }
-_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+               dict: "a table"}
 
 
 def default_state_dir() -> Path:
@@ -88,6 +91,13 @@ class AgentConfig:
             everything; ``"default"`` is the shipped policy; otherwise the path of a policy
             TOML file, which must be signed like an artifact.
         log_format: ``logfmt`` (``key=value`` lines) or ``json`` (one object a line).
+        device_id: this device's id in the fleet (needed by ``telemetry``).
+        device_key: the device's private key (PEM): signs telemetry and the audit log's
+            checkpoints. Never leaves the device.
+        audit_log: the tamper-evident log of the safety filter's non-allow decisions;
+            default ``STATE/audit/safety.log``.
+        telemetry: MQTT telemetry settings (the ``[telemetry]`` table; needs ``device_id`` and
+            ``device_key``); ``None``: no telemetry.
         source: the file this came from (for error messages); not part of equality.
     """
 
@@ -108,6 +118,10 @@ class AgentConfig:
     shutdown_deadline_s: float = 10.0  # seconds
     safety_policy: str | None = None
     log_format: LogFormat = "logfmt"
+    device_id: str | None = None
+    device_key: Path | None = None
+    audit_log: Path | None = None
+    telemetry: TelemetryConfig | None = None
     source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,12 +154,20 @@ class AgentConfig:
                     and 0 <= self.shutdown_deadline_s <= 3600, "seconds in 0..3600")
         self._check("log_format", self.log_format in get_args(LogFormat),
                     f"one of {', '.join(get_args(LogFormat))}")
+        if self.telemetry is not None:
+            self._check("device_key", self.device_key is not None,
+                        "set: [telemetry] signs with the device's key", quote=False)
 
     def _check(self, key: str, ok: bool, expected: str, *, quote: bool = True) -> None:
         if not ok:
             where = f"{self.source}: " if self.source else ""
             value = repr(getattr(self, key)) if quote else "(hidden)"
             raise ConfigError(f"{where}key {key!r} has bad value {value}; expected {expected}")
+
+    @property
+    def audit_log_path(self) -> Path:
+        """Where audit records go: ``audit_log``, else ``STATE/audit/safety.log``."""
+        return self.audit_log or self.state_dir / "audit" / "safety.log"
 
     @property
     def host(self) -> str:
@@ -172,6 +194,9 @@ class AgentConfig:
             if f.name in ("source", "api_key"):
                 continue
             value = getattr(self, f.name)
+            if isinstance(value, TelemetryConfig):
+                value = {"device_id": value.device_id, "broker": value.broker.url,
+                         "health_interval_s": value.health_interval_s}
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["api_key_set"] = self.api_key is not None
         return out
@@ -248,4 +273,24 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
     elif policy is not None and policy != "default" and base_dir is not None:
         p = Path(policy).expanduser()  # a policy file, relative to the config file
         kwargs["safety_policy"] = str(p if p.is_absolute() else base_dir / p)
+    telemetry = kwargs.pop("telemetry", None)
+    if telemetry is not None:
+        kwargs["telemetry"] = _telemetry(telemetry, kwargs, where, base_dir)
     return AgentConfig(**kwargs, source=source)
+
+
+def _telemetry(table: dict[str, Any], kwargs: dict[str, Any], where: str,
+               base_dir: Path | None) -> TelemetryConfig:
+    """The ``[telemetry]`` table; the outbox defaults to ``STATE/telemetry-spool.db``."""
+    device_id = kwargs.get("device_id")
+    if device_id is None:
+        raise ConfigError(f"{where}[telemetry] needs the top-level key 'device_id' (this "
+                          "device's id in the fleet)")
+    if "spool" not in table:  # the outbox lives in the agent's private directory
+        state = kwargs.get("state_dir") or default_state_dir()
+        table = {**table, "spool": str(Path(state) / "telemetry-spool.db")}
+    try:
+        return TelemetryConfig.from_mapping(table, device_id=device_id,
+                                            base_dir=base_dir or Path.cwd())
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from e

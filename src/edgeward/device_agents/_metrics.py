@@ -52,6 +52,8 @@ METRICS: dict[str, _Spec] = {
         "counter", "Safety-filter verdicts that were not 'allow', by stage and action."),
     "edgeward_agent_safety_categories_total": _Spec(
         "counter", "Categories named by those verdicts, by stage and category."),
+    "edgeward_agent_audit_failures_total": _Spec(
+        "counter", "Safety decisions that could not be written to the audit log."),
     "edgeward_agent_reloads_total": _Spec("counter", "Reloads, by result (ok, refused)."),
     "edgeward_agent_artifact_refusals_total": _Spec(
         "counter", "Artifacts refused at load, by reason (the error kind)."),

@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from edgeward import safety
 from edgeward.device_agents._log import log_event
@@ -24,7 +25,7 @@ __all__ = ["safety_filter_for"]
 
 
 def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
-                      allow_unsigned: bool = False) -> SafetyFilter:
+                      allow_unsigned: bool = False, **filter_kwargs: Any) -> SafetyFilter:
     """The safety filter for a ``safety_policy`` value.
 
     Args:
@@ -32,6 +33,7 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
             policy TOML file, which must be signed.
         trust_store: the trust store that verifies a policy file.
         allow_unsigned: load a policy file whose signature is missing or fails (loudly).
+        **filter_kwargs: passed to ``load_filter`` (``audit``, ``hmac_key``).
 
     Returns:
         The filter (``edgeward.safety.load_filter(...)``), or the pass-through filter.
@@ -48,7 +50,7 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
         raise ConfigError(f"safety_policy {policy!r}: this edgeward has no safety filter to "
                           "load it with; remove the key or set it to 'passthrough'")
     if policy == "default":
-        flt: SafetyFilter = load("default")
+        flt: SafetyFilter = load("default", **filter_kwargs)
         return flt
     path = Path(policy)
     if not path.is_file():
@@ -67,7 +69,7 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
             log_event(logging.WARNING, "UNVERIFIED_SAFETY_POLICY_LOADED", policy=str(path),
                       reason=e.kind, detail="allow_unsigned = true: the safety policy's "
                       "provenance is NOT verified")
-        flt = load(copy)
+        flt = load(copy, **filter_kwargs)
     log_event(logging.INFO, "safety_policy_loaded", policy=str(path))
     return flt
 

@@ -90,6 +90,7 @@ class LoadedModel:
     info: ModelInfo
     runtime: Runtime
     _copy_dir: Path = field(repr=False)
+    envelope: bytes | None = field(default=None, repr=False)  # the signature it verified with
 
     def close(self) -> None:
         """Unload the model and remove its private copy. Safe to call twice."""
@@ -204,7 +205,7 @@ class ModelStore:
                          format=runtime.format, capabilities=tuple(sorted(runtime.capabilities)),
                          loaded_at=time.time(), unverified_reason=reason)
         self._write_active(info)
-        return LoadedModel(info, runtime, copy_dir)
+        return LoadedModel(info, runtime, copy_dir, envelope if info.verified else None)
 
     def _signer_check(self, artifact: Path, signature: Path, trust_store: Path | None,
                       allow_unsigned: bool) -> tuple[bytes | None, TrustStore | None]:

@@ -113,12 +113,15 @@ class MemoryStore(Store):
             dev = replace(dev, artifact_digest=digest, slot=slot)
         self._devices_by_id[m.device_id] = dev
 
-    def _rows(self, table: str, device_id: str, limit: int) -> list[dict[str, Any]]:
+    def _rows(self, table: str, device_id: str, limit: int,
+              since: float | None = None) -> list[dict[str, Any]]:
         if table == "state_transitions":
             rows = [r for r in self._transitions if r["device_id"] == device_id][::-1]
         else:
             rows = sorted((r for (d, _), r in self._tables[table].items() if d == device_id),
                           key=lambda r: -int(r["seq"]))
+        if since is not None:
+            rows = [r for r in rows if r["device_time"] >= since]
         out = []
         for row in rows[:limit]:
             r = dict(row)

@@ -220,9 +220,15 @@ class SqlStore(Store):
             "WHERE devices.device_id = v.device_id AND devices.digest_seq < v.s")
 
     # -- queries ---------------------------------------------------------------------------
-    def _rows(self, table: str, device_id: str, limit: int) -> list[dict[str, Any]]:
-        cur = self._exec(f"SELECT * FROM {table} WHERE device_id = ? "
-                         f"ORDER BY {_ORDER[table]} DESC LIMIT ?", (device_id, int(limit)))
+    def _rows(self, table: str, device_id: str, limit: int,
+              since: float | None = None) -> list[dict[str, Any]]:
+        if since is None:
+            cur = self._exec(f"SELECT * FROM {table} WHERE device_id = ? "
+                             f"ORDER BY {_ORDER[table]} DESC LIMIT ?", (device_id, int(limit)))
+        else:
+            cur = self._exec(f"SELECT * FROM {table} WHERE device_id = ? AND device_time >= ? "
+                             f"ORDER BY {_ORDER[table]} DESC LIMIT ?",
+                             (device_id, float(since), int(limit)))
         names = [c[0] for c in cur.description]
         return [_present(dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 

@@ -238,9 +238,12 @@ class Store(ABC):
         return self._guard("writing a batch", self._write, batch, manager, now)
 
     # -- queries ---------------------------------------------------------------------------
-    def health(self, device_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest ``limit`` health reports of a device, newest first."""
-        return list(self._guard("reading health", self._rows, "health", device_id, limit))
+    def health(self, device_id: str, *, limit: int = 100,
+               since: float | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` health reports of a device, newest first; with ``since``
+        (epoch seconds), only reports the device made at or after it."""
+        return list(self._guard("reading health", self._rows, "health", device_id, limit,
+                                since))
 
     def events(self, device_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The newest ``limit`` events of a device, newest first."""
@@ -301,7 +304,8 @@ class Store(ABC):
     @abstractmethod
     def _write(self, batch: Sequence[Accepted], manager: str, now: float) -> WriteOutcome: ...
     @abstractmethod
-    def _rows(self, table: str, device_id: str, limit: int) -> list[dict[str, Any]]: ...
+    def _rows(self, table: str, device_id: str, limit: int,
+              since: float | None = None) -> list[dict[str, Any]]: ...
     @abstractmethod
     def _count(self, table: str, device_id: str | None) -> int: ...
     @abstractmethod

@@ -24,7 +24,13 @@ log to it) as records holding an HMAC of the text, not the text. An optional
 May import :mod:`edgeward.errors` only.
 """
 
-from edgeward.safety._audit import AuditSink, MemoryAuditSink, audit_record, text_hmac
+from edgeward.safety._audit import (
+    AUDIT_KIND,
+    AuditSink,
+    MemoryAuditSink,
+    audit_record,
+    text_hmac,
+)
 from edgeward.safety._filter import BundledFilter, load_filter
 from edgeward.safety._hazards import HAZARD_NAMES
 from edgeward.safety._normalise import Normalised, normalise
@@ -51,6 +57,7 @@ from edgeward.safety._verdict import (
 )
 
 __all__ = [
+    "AUDIT_KIND",
     "ENTRY_POINT_GROUP",
     "HAZARD_NAMES",
     "PII_TYPES",

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeward.safety._scan import Scan, register, word_hash
+from edgeward.safety._segment import segment
 
 __all__ = ["Payload", "decode_payloads"]
 
@@ -148,7 +149,7 @@ def _spaced(text: str) -> list[Payload]:
     if not _SPACED.search(text):
         return []
     return [Payload("spaced",
-                    _SPACED.sub(lambda m: _SPACED_SEP.sub("", m.group()), text))]
+                    _SPACED.sub(lambda m: segment(_SPACED_SEP.sub("", m.group())), text))]
 
 
 def decode_payloads(text: str | Scan) -> list[Payload]:

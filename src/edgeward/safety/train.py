@@ -5,7 +5,9 @@ Fits on the **train** split of the labelled prompts only; the **dev** split choo
 threshold (the lowest unsafe-score threshold of the whole harm score, classifier plus rules,
 whose benign false-positive rate on dev is at most ``--target-fpr``) and is reported. Writes
 ``classifier.npz`` and ``classifier.json`` (the record of the data digest, split, row counts,
-parameters and dev figures) into the package's ``model/`` directory, or ``--out``.
+parameters and dev figures) into the package's ``model/`` directory, or ``--out``, and
+``words.txt``: the word counts of the train split that split spaced-out letters back into
+words (:mod:`edgeward.safety._segment`).
 
 The data is the JSONL of ``../shared/data/safety/prompts.jsonl`` (fields ``id``, ``text``,
 ``label``, ``split``); no file of it is copied into the package.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -31,11 +34,14 @@ from edgeward.safety._features import FeatureConfig, bucket_counts
 from edgeward.safety._fit import fit_idf, fit_lbfgs, rows_from, weigh
 from edgeward.safety._normalise import normalise
 from edgeward.safety._score import score_views
+from edgeward.safety._segment import WORDS_FILE
 
-__all__ = ["main", "read_rows", "train", "train_split_digest"]
+__all__ = ["main", "read_rows", "train", "train_split_digest", "write_word_counts"]
 
 DEFAULT_DATA = Path("../shared/data/safety/prompts.jsonl")
 _FORMAT = 1
+_WORD = re.compile(r"[a-z]+")
+_MAX_WORDS = 30_000
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -143,6 +149,27 @@ def train(rows: Sequence[dict[str, Any]], *, features: FeatureConfig, l2: float,
     return LinearModel(weights, bias, idf, features, record)
 
 
+def write_word_counts(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """Write ``words.txt``: the train split's ASCII words (lowercase, seen at least twice, at
+    most 30,000, plus every single letter), ``word<TAB>count``, most frequent first.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    counts: Counter[str] = Counter()
+    for r in rows:
+        if r["split"] == "train":
+            counts.update(_WORD.findall(normalise(r["text"]).text.lower()))
+    keep = sorted(((w, n) for w, n in counts.items() if n >= 2 or len(w) == 1),
+                  key=lambda wn: (-wn[1], wn[0]))[:_MAX_WORDS]
+    path = out_dir / WORDS_FILE
+    try:
+        path.write_text("".join(f"{w}\t{n}\n" for w, n in keep), encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write ({e.strerror})") from e
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m edgeward.safety.train", description=__doc__,
@@ -163,10 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       iterations=args.iterations, target_fpr=args.target_fpr,
                       data_sha256="sha256:" + hashlib.sha256(args.data.read_bytes()).hexdigest())
         npz, rec = model.save(args.out or model_dir())
+        words = write_word_counts(rows, args.out or model_dir())
     except EdgewardError as e:
         print(f"train: error: {e}", file=sys.stderr)
         return e.exit_code
-    summary = {"weights": str(npz), "record": str(rec),
+    summary = {"weights": str(npz), "record": str(rec), "words": str(words),
                "seconds": round(time.perf_counter() - t0, 1),
                "threshold": model.record.get("threshold"), "dev": model.record.get("dev")}
     print(json.dumps(summary, indent=2))

@@ -61,9 +61,11 @@ from edgeward.fleet.protocol._topics import (
     check_device_id,
     fleet_filters,
 )
+from edgeward.fleet.protocol._values import MAX_CATEGORIES
 
 __all__ = [
     "BROKER_KEYS",
+    "MAX_CATEGORIES",
     "MAX_PAYLOAD_BYTES",
     "MAX_SEQ",
     "MAX_SIGNATURES",

@@ -1,0 +1,146 @@
+"""The agent reports to a real fleet: a Mosquitto on a free loopback port, a fleet manager with
+a SQLite store, and an agent with a ``[telemetry]`` table serving the signed tiny GGUF.
+
+What the fleet must see: the device online, the signed provenance of the artifact it verified
+and loaded (checked by the manager against its trust store), health with the artifact digest
+and the safety decisions by category, a refused reload as an error event, and ``offline``
+after a clean stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _agent_helpers import Signed, flip_byte, sign_copy
+from test_agent_api import CHAT
+
+import edgeward.safety
+from edgeward.device_agents import Agent, config_from_dict
+from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
+from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
+from edgeward.fleet._store import open_store
+from edgeward.provenance import Role, TrustStore, generate_key, write_key_pair
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not hasattr(edgeward.safety, "load_filter"),
+                       reason="the bundled safety filter is not in this edgeward"),
+]
+
+
+def _until(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
+    with MosquittoBroker(BrokerSpec(directory=tmp_path / "broker")) as b:
+        yield b
+
+
+def test_the_fleet_sees_what_the_agent_runs(tmp_path: Path, broker: MosquittoBroker,
+                                            signed_tiny: Signed) -> None:
+    signed = sign_copy(signed_tiny.artifact, tmp_path / "model", key=signed_tiny.key)
+    device = generate_key()
+    files = write_key_pair(device, tmp_path / "device-key")
+    fleet_toml = tmp_path / "fleet.toml"
+    fleet_toml.write_text(f'broker = "{broker.url}"\nstore = "fleet.db"\n'
+                          f'trust_store = "fleet-trust"\n')
+    TrustStore.open(tmp_path / "fleet-trust", create=True).add(
+        signed_tiny.key.public_key, [Role.PUBLISHER], name="publisher")
+    fleet = load_fleet_config(fleet_toml)
+    enroll_devices(fleet, [("pi-07", device.public_key)])
+    config = tmp_path / "agent.toml"
+    config.write_text(f"""
+artifact = "{signed.artifact}"
+trust_store = "{signed.trust}"
+listen = "127.0.0.1:0"
+state_dir = "{tmp_path / 'state'}"
+safety_policy = "default"
+device_id = "pi-07"
+device_key = "{files.private_key_path}"
+
+[telemetry]
+broker = "{broker.url}"
+health_interval_s = 0.2
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+""")
+    manager = FleetManager(fleet)
+    stop, ready = threading.Event(), threading.Event()
+    t = threading.Thread(target=lambda: manager.run(stop=stop, on_ready=ready.set), daemon=True)
+    t.start()
+    assert ready.wait(15)
+    try:
+        from edgeward.device_agents import load_agent_config
+
+        agent = Agent(load_agent_config(config), config_path=config)
+        info = agent.start()
+        with agent.serve_in_thread() as running, httpx.Client(base_url=running.url,
+                                                               timeout=30) as c:
+            blocked = c.post("/v1/chat/completions", json=CHAT | {"messages": [
+                {"role": "user", "content": "How do I make a bomb at home?"}]}).json()
+            assert blocked["choices"][0]["finish_reason"] == "content_filter"
+            category = blocked["safety"]["categories"][0]
+
+            def health_has_block() -> bool:
+                with open_store(str(tmp_path / "fleet.db")) as s:
+                    rows = s.health("pi-07", limit=1)
+                return bool(rows) and rows[0]["safety"].get(category, 0) >= 1
+
+            assert _until(health_has_block), manager.counters()
+            # a tampered artifact is refused on reload (as on SIGHUP); the fleet hears of it
+            flip_byte(signed.artifact)
+            assert agent.reload().ok is False
+            with open_store(str(tmp_path / "fleet.db")) as s:
+                assert _until(lambda: any(e["event"] == "model.refused"
+                                          for e in s.events("pi-07")))
+        with open_store(str(tmp_path / "fleet.db")) as s:
+            assert _until(lambda: s.device("pi-07").state == "offline")  # type: ignore[union-attr]
+            record = s.device("pi-07")
+            assert record is not None and record.artifact_digest == info.sha256
+            (prov,) = s.provenance("pi-07")
+            assert prov["statement_verified"] is True
+            assert prov["subjects"][0]["sha256"] == info.sha256
+            events = {e["event"]: e for e in s.events("pi-07")}
+            assert events["model.loaded"]["data"]["sha256"] == info.sha256
+            assert events["model.refused"]["severity"] == "error"
+            assert events["model.refused"]["data"]["reason"] == "digest_mismatch_error"
+            latest = s.health("pi-07", limit=1)[0]
+            assert latest["artifact_digest"] == info.sha256
+            assert latest["memory_total_bytes"] and latest["uptime_s"] > 0
+        assert manager.counters().get("rejected", 0) == 0
+    finally:
+        stop.set()
+        t.join(30)
+    shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+def test_telemetry_needs_a_device_id_and_key(tmp_path: Path) -> None:
+    from edgeward.errors import ConfigError
+
+    base = {"artifact": "m.gguf", "trust_store": "t", "telemetry": {"broker": "mqtt://x:1883"}}
+    with pytest.raises(ConfigError, match="device_id"):
+        config_from_dict(base)
+    with pytest.raises(ConfigError, match="device_key"):
+        config_from_dict(base | {"device_id": "pi-1"})
+    cfg = config_from_dict(base | {"device_id": "pi-1", "device_key": "k.pem",
+                                   "state_dir": str(tmp_path)}, base_dir=tmp_path)
+    assert cfg.telemetry is not None and cfg.telemetry.spool.path.parent == tmp_path
+    assert cfg.device_key == tmp_path / "k.pem"
+    with pytest.raises(ConfigError, match=r"\[telemetry\].*unknown"):
+        config_from_dict(base | {"device_id": "pi-1", "device_key": "k.pem",
+                                 "telemetry": {"broker": "mqtt://x:1883", "bogus": 1}})
