@@ -106,3 +106,22 @@ def test_unsupported_curve_is_refused() -> None:
         serialization.NoEncryption())
     with pytest.raises(ConfigError, match="secp384r1"):
         PrivateKey.from_pem(pem)
+
+
+def test_libsodium_and_openssl_agree_on_ed25519_signatures() -> None:
+    pytest.importorskip("nacl", reason="PyNaCl (the fleet extra) is not installed")
+    import dataclasses
+
+    key = generate_key("ed25519")
+    fast = key.public_key
+    assert fast._fast is not None  # PyNaCl present: the libsodium path is in use
+    slow = dataclasses.replace(fast, _fast=None)  # the same key through OpenSSL
+    data = b"edgeward/v1/pi-01/health " * 20
+    good = key.sign(data)
+    cases = [(good, data, True), (good, data + b"x", False),
+             (bytes([good[0] ^ 1]) + good[1:], data, False), (good[:63], data, False),
+             (good + b"\0", data, False), (b"", data, False),
+             (generate_key("ed25519").sign(data), data, False)]
+    for sig, msg, ok in cases:
+        assert fast.verify(sig, msg) is ok
+        assert slow.verify(sig, msg) is ok

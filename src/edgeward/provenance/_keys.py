@@ -11,6 +11,7 @@ import enum
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,32 @@ __all__ = [
 
 _PrivateKeyObj = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 _PublicKeyObj = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+def _libsodium_ed25519(raw: bytes) -> Callable[[bytes, bytes], bool] | None:
+    """An Ed25519 verifier backed by libsodium (PyNaCl), or ``None`` when PyNaCl is absent.
+
+    libsodium verifies Ed25519 about twice as fast as OpenSSL through ``cryptography``; the
+    fleet manager verifies every message, so it installs PyNaCl (the ``fleet`` extra). It is
+    also stricter (it refuses small-order keys and non-canonical encodings), never looser.
+    """
+    try:
+        from nacl.exceptions import BadSignatureError
+        from nacl.signing import VerifyKey
+    except ImportError:
+        return None
+    key = VerifyKey(raw)
+
+    def verify(signature: bytes, data: bytes) -> bool:
+        if len(signature) != 64:
+            return False
+        try:
+            key.verify(data, signature)
+        except (BadSignatureError, ValueError, TypeError):
+            return False
+        return True
+
+    return verify
 
 
 class KeyType(enum.StrEnum):
@@ -66,6 +93,8 @@ class PublicKey:
     key_type: KeyType
     der: bytes = field(repr=False)
     _obj: _PublicKeyObj = field(repr=False, compare=False)
+    _fast: Callable[[bytes, bytes], bool] | None = field(default=None, repr=False,
+                                                         compare=False)
 
     @property
     def key_id(self) -> str:
@@ -86,7 +115,11 @@ class PublicKey:
         if not isinstance(obj, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
             raise ConfigError(f"{source}: unsupported key type {type(obj).__name__}; "
                               "edgeward uses Ed25519 or ECDSA P-256 keys")
-        return cls(_key_type_of(obj, source), der, obj)
+        fast = None
+        if isinstance(obj, ed25519.Ed25519PublicKey):
+            fast = _libsodium_ed25519(obj.public_bytes(serialization.Encoding.Raw,
+                                                       serialization.PublicFormat.Raw))
+        return cls(_key_type_of(obj, source), der, obj, fast)
 
     @classmethod
     def from_pem(cls, pem: bytes, *, source: str = "public key") -> PublicKey:
@@ -112,6 +145,8 @@ class PublicKey:
     def verify(self, signature: bytes, data: bytes) -> bool:
         """Whether ``signature`` is this key's signature over ``data`` (never raises for a bad
         signature; a caller turns ``False`` into a precise error)."""
+        if self._fast is not None:
+            return self._fast(signature, data)
         try:
             if isinstance(self._obj, ed25519.Ed25519PublicKey):
                 self._obj.verify(signature, data)
