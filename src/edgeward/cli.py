@@ -26,6 +26,7 @@ import click
 from edgeward import __version__
 from edgeward._cli._output import err, state
 from edgeward._cli.agent import agent, run
+from edgeward._cli.bundle import bundle
 from edgeward._cli.compress import compress
 from edgeward._cli.demo import demo
 from edgeward._cli.fleet import fleet
@@ -76,6 +77,7 @@ cli.add_command(safety)
 cli.add_command(fleet)
 cli.add_command(agent)
 cli.add_command(run)
+cli.add_command(bundle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

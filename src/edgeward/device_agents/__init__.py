@@ -18,7 +18,10 @@ that verifies, and shuts down gracefully on SIGTERM. ::
         print(running.base_url)        # give this to openai.OpenAI(base_url=...)
 
 ``edgeward agent run --config agent.toml`` runs :func:`run_agent`; ``edgeward run`` runs
-:func:`run_once`. docs/agent.md is the reference (config keys, endpoints, limits, metrics).
+:func:`run_once`. Updates go through the A/B slots (:class:`SlotStore`: install, switch,
+health-check with :func:`probe_artifact`, commit or roll back); air-gapped devices take them
+from bundles (:func:`export_bundle`, :func:`import_bundle`). docs/agent.md is the reference
+(config keys, endpoints, limits, metrics); docs/updates.md covers slots and bundles.
 
 May import :mod:`edgeward.runtimes`, :mod:`edgeward.safety`, :mod:`edgeward.provenance`,
 :mod:`edgeward.fleet.protocol`, :mod:`edgeward.hardware_profiles` and :mod:`edgeward.errors`;
@@ -26,8 +29,10 @@ never the fleet manager.
 """
 
 from edgeward.device_agents._agent import Agent, ReloadResult, RunningAgent
+from edgeward.device_agents._bundle import ImportResult, export_bundle, import_bundle
 from edgeward.device_agents._config import (
     DEFAULT_LISTEN,
+    SLOTS_ARTIFACT,
     AgentConfig,
     config_from_dict,
     default_state_dir,
@@ -37,27 +42,38 @@ from edgeward.device_agents._log import configure_logging
 from edgeward.device_agents._metrics import METRICS, Metrics
 from edgeward.device_agents._oneshot import RunResult, default_run_dir, run_once
 from edgeward.device_agents._policy import safety_filter_for
+from edgeward.device_agents._probe import ProbeReport, probe_artifact
 from edgeward.device_agents._run import AgentRun, run_agent
+from edgeward.device_agents._slots import SlotPointer, SlotStore, UpdateResult
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
 
 __all__ = [
     "DEFAULT_LISTEN",
     "METRICS",
+    "SLOTS_ARTIFACT",
     "Agent",
     "AgentConfig",
     "AgentRun",
+    "ImportResult",
     "LoadedModel",
     "Metrics",
     "ModelInfo",
     "ModelStore",
+    "ProbeReport",
     "ReloadResult",
     "RunResult",
     "RunningAgent",
+    "SlotPointer",
+    "SlotStore",
+    "UpdateResult",
     "config_from_dict",
     "configure_logging",
     "default_run_dir",
     "default_state_dir",
+    "export_bundle",
+    "import_bundle",
     "load_agent_config",
+    "probe_artifact",
     "run_agent",
     "run_once",
     "safety_filter_for",

@@ -29,16 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.device_agents._app import build_app
-from edgeward.device_agents._config import AgentConfig, load_agent_config
+from edgeward.device_agents._config import SLOTS_ARTIFACT, AgentConfig, load_agent_config
 from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
 from edgeward.device_agents._engine import Engine
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._metrics import Metrics
 from edgeward.device_agents._policy import safety_filter_for
 from edgeward.device_agents._server import AgentServer, bind_socket
+from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._telemetry import TelemetryClient
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
-from edgeward.errors import EdgewardError, RuntimeBackendError
+from edgeward.errors import ConfigError, EdgewardError, RuntimeBackendError
 from edgeward.fleet.protocol import MAX_CATEGORIES
 from edgeward.hardware_profiles import resolve_profile
 from edgeward.provenance import Envelope, PrivateKey, load_private_key
@@ -233,10 +234,14 @@ class Agent:
     def _load(self, cfg: AgentConfig, *, at: str) -> LoadedModel:
         try:
             profile = resolve_profile(cfg.profile) if cfg.profile else None
-            model = self._store.load(cfg.artifact, trust_store=cfg.trust_store,
+            artifact, model_id = cfg.artifact, cfg.model_id
+            if cfg.artifact == SLOTS_ARTIFACT:
+                artifact = self._slot_artifact(cfg)
+                model_id = cfg.model_name or artifact.name.removesuffix(".gguf")
+            model = self._store.load(artifact, trust_store=cfg.trust_store,
                                      signature=cfg.signature, allow_unsigned=cfg.allow_unsigned,
                                      profile=profile, context_length=cfg.context_length,
-                                     model_id=cfg.model_id)
+                                     model_id=model_id)
         except EdgewardError as e:
             self.metrics.inc("edgeward_agent_artifact_refusals_total", reason=e.kind)
             log_event(logging.ERROR, "artifact_refused", at=at, artifact=str(cfg.artifact),
@@ -255,6 +260,19 @@ class Agent:
         self.metrics.replace("edgeward_agent_model_info", 1.0, model=info.id, sha256=info.sha256,
                              key_id=info.key_id or "", verified=str(info.verified).lower())
         return model
+
+    @staticmethod
+    def _slot_artifact(cfg: AgentConfig) -> Path:
+        """The active slot's artifact (after finishing or undoing an interrupted update)."""
+        slots = SlotStore(cfg.state_dir)
+        done = slots.recover()
+        if done != "idle":
+            log_event(logging.WARNING, "update_recovered", action=done)
+        pointer = slots.active()
+        if pointer is None:
+            raise ConfigError(f"artifact = \"@slots\", but no artifact is installed in "
+                              f"{slots.root}; install one with `edgeward bundle import`")
+        return slots.artifact_path(pointer)
 
     def reload(self) -> ReloadResult:
         """Re-read the config, verify and load its artifact, and swap it in if all succeeded.

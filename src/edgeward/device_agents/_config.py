@@ -16,11 +16,14 @@ from typing import Any, Literal, get_args
 from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
 
-__all__ = ["DEFAULT_LISTEN", "AgentConfig", "LogFormat", "config_from_dict", "default_state_dir",
-           "load_agent_config", "parse_listen"]
+__all__ = ["DEFAULT_LISTEN", "SLOTS_ARTIFACT", "AgentConfig", "LogFormat", "config_from_dict",
+           "default_state_dir", "load_agent_config", "parse_listen"]
 
 LogFormat = Literal["logfmt", "json"]
 DEFAULT_LISTEN = "127.0.0.1:8088"
+# ``artifact = "@slots"``: serve what the A/B slots of the state directory hold (installed by
+# ``edgeward bundle import`` or an update), not a fixed path.
+SLOTS_ARTIFACT = Path("@slots")
 
 # Keys whose value is a path; relative paths are taken from the config file's directory.
 _PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key", "audit_log")
@@ -63,7 +66,8 @@ class AgentConfig:
     """What ``edgeward agent run --config FILE`` serves, and its limits.
 
     Attributes:
-        artifact: the model file or directory to serve (verified before it is loaded).
+        artifact: the model file or directory to serve (verified before it is loaded), or
+            :data:`SLOTS_ARTIFACT` (``"@slots"``): what the state directory's active slot holds.
         trust_store: the trust store directory to verify it against; required unless
             ``allow_unsigned``.
         signature: the artifact's signature; default ``ARTIFACT.edgeward.json`` (or
@@ -255,10 +259,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
             raise ConfigError(f"{where}key {key!r} has bad value {shown}; expected "
                               f"{' or '.join(_TYPE_NAMES[t] for t in types)}")
     kwargs = dict(data)
-    for key in _PATH_KEYS:
-        if key in kwargs:
-            p = Path(kwargs[key]).expanduser()
-            kwargs[key] = p if p.is_absolute() or base_dir is None else base_dir / p
+    _resolve_paths(kwargs, base_dir)
     env = kwargs.pop("api_key_env", None)
     if env is not None:
         if "api_key" in kwargs:
@@ -294,3 +295,13 @@ def _telemetry(table: dict[str, Any], kwargs: dict[str, Any], where: str,
                                             base_dir=base_dir or Path.cwd())
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from e
+
+
+def _resolve_paths(kwargs: dict[str, Any], base_dir: Path | None) -> None:
+    """Path keys become Paths, relative ones taken from ``base_dir`` (``"@slots"`` stays)."""
+    for key in _PATH_KEYS:
+        if key == "artifact" and kwargs.get(key) == str(SLOTS_ARTIFACT):
+            kwargs[key] = SLOTS_ARTIFACT
+        elif key in kwargs:
+            p = Path(kwargs[key]).expanduser()
+            kwargs[key] = p if p.is_absolute() or base_dir is None else base_dir / p
