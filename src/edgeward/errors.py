@@ -24,6 +24,7 @@ __all__ = [
     "ArtifactError",
     "BadSignatureError",
     "ChannelError",
+    "CommandRefusedError",
     "ConfigError",
     "DigestMismatchError",
     "EdgewardError",
@@ -258,6 +259,12 @@ class RejectedMessageError(ChannelError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CommandRefusedError(RejectedMessageError):
+    """A device refused an operator command: a bad or unknown signature, expired, a replayed
+    nonce, a version not above the last applied one, a downgrade that is not a signed
+    ``rollback``. ``reason`` names which; the agent reports it as a signed event."""
 
 
 class StoreError(ChannelError):

@@ -31,6 +31,14 @@ from edgeward.fleet.protocol._codec import (
     open_message,
     verify_opened,
 )
+from edgeward.fleet.protocol._commands import (
+    COMMAND_ACTIONS,
+    MAX_COMMAND_LIFETIME_S,
+    Command,
+    decode_command,
+    encode_command,
+    new_command,
+)
 from edgeward.fleet.protocol._config import BROKER_KEYS, broker_options_from
 from edgeward.fleet.protocol._messages import (
     MAX_SEQ,
@@ -65,7 +73,9 @@ from edgeward.fleet.protocol._values import MAX_CATEGORIES
 
 __all__ = [
     "BROKER_KEYS",
+    "COMMAND_ACTIONS",
     "MAX_CATEGORIES",
+    "MAX_COMMAND_LIFETIME_S",
     "MAX_PAYLOAD_BYTES",
     "MAX_SEQ",
     "MAX_SIGNATURES",
@@ -74,6 +84,7 @@ __all__ = [
     "TOPIC_ROOT",
     "Attestation",
     "BrokerOptions",
+    "Command",
     "Connection",
     "DeviceState",
     "DeviceTopic",
@@ -93,9 +104,12 @@ __all__ = [
     "client_id_for",
     "connect",
     "decode",
+    "decode_command",
     "encode",
+    "encode_command",
     "fleet_filters",
     "message_from_dict",
+    "new_command",
     "open_message",
     "tls_context",
     "type_uri",
