@@ -25,6 +25,7 @@ from edgeward.device_agents import Agent, config_from_dict
 from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
 from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
 from edgeward.fleet._store import open_store
+from edgeward.fleet.protocol import BrokerOptions, connect, encode_command, new_command
 from edgeward.provenance import Role, TrustStore, generate_key, write_key_pair
 
 pytestmark = [
@@ -63,6 +64,8 @@ def test_the_fleet_sees_what_the_agent_runs(tmp_path: Path, broker: MosquittoBro
         signed_tiny.key.public_key, [Role.PUBLISHER], name="publisher")
     fleet = load_fleet_config(fleet_toml)
     enroll_devices(fleet, [("pi-07", device.public_key)])
+    operator = generate_key()
+    TrustStore.open(signed.trust).add(operator.public_key, [Role.OPERATOR], name="ops")
     config = tmp_path / "agent.toml"
     config.write_text(f"""
 artifact = "{signed.artifact}"
@@ -102,6 +105,26 @@ reconnect_max_s = 1.0
                 return bool(rows) and rows[0]["safety"].get(category, 0) >= 1
 
             assert _until(health_has_block), manager.counters()
+            # operator commands over MQTT: a forgery and a replay are refused and reported
+            conn = connect(BrokerOptions(url=broker.url), client_id="ops-console")
+            conn.client.loop_start()
+            good = encode_command(new_command("pi-07", "deploy", 1,
+                                              params={"artifact_digest": "ab" * 32}), operator)
+            forged = encode_command(new_command("pi-07", "deploy", 2), generate_key())
+            for wire in (forged, good, good):
+                conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(10)
+            conn.close()
+
+            def reasons() -> list[tuple[str, str]]:
+                with open_store(str(tmp_path / "fleet.db")) as s:
+                    return sorted((e["event"], str(e["data"].get("reason")))
+                                  for e in s.events("pi-07", limit=1000)
+                                  if e["event"].startswith("command."))
+
+            want = [("command.accepted", "None"), ("command.failed", "unsupported_action"),
+                    ("command.refused", "forged"), ("command.refused", "replayed")]
+            assert _until(lambda: reasons() == want), reasons()
+            assert agent.commands is not None and agent.commands.last_version == 1
             # a tampered artifact is refused on reload (as on SIGHUP); the fleet hears of it
             flip_byte(signed.artifact)
             assert agent.reload().ok is False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -18,10 +19,13 @@ import pytest
 from _agent_helpers import Signed, flip_byte, sign_copy
 
 from _models import TinyLlamaSpec, write_tiny_gguf
+from edgeward.device_agents import Agent, config_from_dict
+from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._probe import probe_artifact
 from edgeward.device_agents._slots import SlotStore
 from edgeward.errors import DigestMismatchError, RuntimeBackendError, UnsignedArtifactError
-from edgeward.provenance import TrustStore, verify_artifact
+from edgeward.fleet.protocol import encode_command, new_command
+from edgeward.provenance import Role, TrustStore, generate_key, verify_artifact
 from edgeward.safety import load_filter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +121,8 @@ _UPDATER = """
 import sys, time
 from pathlib import Path
 from edgeward.device_agents._slots import SlotStore
+from edgeward.device_agents import Agent, config_from_dict
+from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._probe import probe_artifact
 state, artifact, trust = map(Path, sys.argv[1:4])
 slots = SlotStore(state, on_step=lambda step: time.sleep(0.05))
@@ -159,3 +165,37 @@ def test_kill_9_at_20_random_points_of_an_update_leaves_a_verified_artifact(
     # the kills landed in different phases of the update, not all before or after it
     assert len(outcomes) >= 3, outcomes
     (state / "outcomes.json").write_text(json.dumps(outcomes))
+
+
+def test_a_signed_rollback_command_serves_the_other_slot_again(
+        tmp_path: Path, two_models: tuple[Signed, Signed]) -> None:
+    first, second = two_models
+    trust = tmp_path / "trust"
+    shutil.copytree(first.trust, trust)
+    operator = generate_key()
+    TrustStore.open(trust).add(operator.public_key, [Role.OPERATOR], name="ops")
+    state = tmp_path / "state"
+    slots = SlotStore(state)
+    old = slots.update(first.artifact, trust, health=lambda _p: None).pointer
+    new = slots.update(second.artifact, trust, health=lambda _p: None).pointer
+    assert old is not None and new is not None
+    agent = Agent(config_from_dict({"artifact": "@slots", "trust_store": str(trust),
+                                    "state_dir": str(state), "listen": "127.0.0.1:0"}))
+    assert agent.start().sha256 == new.sha256
+    try:
+        agent.commands = CommandGate(state, "pi-01", trust)
+        agent.commands.deployed(new.sha256)
+        wire = encode_command(new_command("pi-01", "rollback", 1), operator)
+        cmd = agent.handle_command(wire.topic, wire.payload)
+        assert cmd is not None and cmd.action == "rollback"
+        assert agent.engine.model.info.sha256 == old.sha256  # serving the old slot again
+        now = slots.active()
+        assert now is not None and (now.slot, now.sha256, now.trial) == ("a", old.sha256, False)
+        # the newer artifact was moved on from: only another signed rollback brings it back
+        again = encode_command(new_command("pi-01", "deploy", 2, params={
+            "artifact_digest": new.sha256}), operator)
+        assert agent.handle_command(again.topic, again.payload) is None
+        assert agent.metrics.value("edgeward_agent_commands_total", result="refused",
+                                   reason="downgrade") == 1
+    finally:
+        agent.close()

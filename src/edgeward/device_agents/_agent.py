@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import queue
 import signal
 import threading
 import time
@@ -29,24 +30,32 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.device_agents._app import build_app
+from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT, AgentConfig, load_agent_config
 from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
 from edgeward.device_agents._engine import Engine
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._metrics import Metrics
 from edgeward.device_agents._policy import safety_filter_for
+from edgeward.device_agents._probe import probe_artifact
 from edgeward.device_agents._server import AgentServer, bind_socket
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._telemetry import TelemetryClient
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
-from edgeward.errors import ConfigError, EdgewardError, RuntimeBackendError
-from edgeward.fleet.protocol import MAX_CATEGORIES
+from edgeward.errors import (
+    CommandRefusedError,
+    ConfigError,
+    EdgewardError,
+    RuntimeBackendError,
+)
+from edgeward.fleet.protocol import MAX_CATEGORIES, Command
 from edgeward.hardware_profiles import resolve_profile
 from edgeward.provenance import Envelope, PrivateKey, load_private_key
 from edgeward.safety import PassThroughFilter, SafetyFilter
 
 __all__ = ["Agent", "ReloadResult", "RunningAgent"]
 
+_COMMAND_QUEUE = 32  # commands received and not yet handled; more are dropped (and reported)
 _RESTART_ONLY = ("listen", "state_dir", "log_format", "device_id", "device_key", "audit_log",
                  "telemetry")
 
@@ -98,6 +107,9 @@ class Agent:
         self._audit: LogAuditSink | None = None
         self._hmac_key: bytes | None = None
         self.telemetry: TelemetryClient | None = None
+        self.commands: CommandGate | None = None
+        self._command_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_COMMAND_QUEUE)
+        self._command_thread: threading.Thread | None = None
         self._engine: Engine | None = None
         self._reload_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,7 +191,17 @@ class Agent:
             return
         assert self._device_key is not None  # AgentConfig requires it with [telemetry]
         sampler = HealthSampler(self.started_at, self.health_figures)
-        self.telemetry = TelemetryClient(cfg, self._device_key, health=sampler)
+        on_command = None
+        if self._config.trust_store is not None:  # operator keys come from the trust store
+            self.commands = CommandGate(self._config.state_dir, cfg.device_id,
+                                        self._config.trust_store)
+            self.commands.deployed(model.info.sha256)
+            on_command = self._receive_command
+            self._command_thread = threading.Thread(target=self._run_commands,
+                                                    name="edgeward-commands", daemon=True)
+            self._command_thread.start()
+        self.telemetry = TelemetryClient(cfg, self._device_key, health=sampler,
+                                         on_command=on_command)
         self.telemetry.start()
         log_event(logging.INFO, "telemetry_started", device_id=cfg.device_id,
                   broker=cfg.broker.url, health_interval_s=cfg.health_interval_s)
@@ -221,6 +243,87 @@ class Agent:
         except EdgewardError as e:  # telemetry must never take the model down
             log_event(logging.ERROR, "telemetry_failed", event=event, reason=e.kind,
                       detail=str(e))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _receive_command(self, topic: str, payload: bytes) -> None:
+        """On the network thread: queue the command for the command thread."""
+        try:
+            self._command_queue.put_nowait((topic, payload))
+        except queue.Full:
+            self.metrics.inc("edgeward_agent_commands_total", result="dropped")
+            log_event(logging.WARNING, "command_dropped", reason="queue_full")
+
+    def _run_commands(self) -> None:
+        while (item := self._command_queue.get()) is not None:
+            try:
+                self.handle_command(*item)
+            except Exception:  # a command must never take the agent down
+                logging.getLogger("edgeward.agent").exception("command handling failed")
+
+    def handle_command(self, topic: str, payload: bytes) -> Command | None:
+        """Admit (or refuse) one received command and apply it; every outcome is logged,
+        counted and reported to the fleet as a signed event.
+
+        Returns:
+            The admitted command, or ``None`` when it was refused.
+        """
+        gate = self.commands
+        if gate is None:
+            return None
+        try:
+            cmd = gate.admit(topic, payload)
+        except CommandRefusedError as e:
+            self.metrics.inc("edgeward_agent_commands_total", result="refused", reason=e.reason)
+            log_event(logging.WARNING, "command_refused", reason=e.reason, detail=str(e)[:300])
+            self._report_event("command.refused", {"reason": e.reason,
+                                                   "detail": str(e)[:1000]}, "warning")
+            return None
+        except ConfigError as e:
+            log_event(logging.ERROR, "command_gate_failed", detail=str(e))
+            self._report_event("command.failed", {"reason": e.kind, "detail": str(e)[:1000]},
+                               "error")
+            return None
+        self.metrics.inc("edgeward_agent_commands_total", result="accepted", reason=cmd.action)
+        log_event(logging.INFO, "command_accepted", command_id=cmd.command_id,
+                  action=cmd.action, version=cmd.version)
+        self._report_event("command.accepted", {"command_id": cmd.command_id,
+                                                "action": cmd.action, "version": cmd.version},
+                           "info")
+        self._apply(cmd)
+        return cmd
+
+    def _apply(self, cmd: Command) -> None:
+        cfg = self._config
+        base = {"command_id": cmd.command_id, "action": cmd.action}
+        if cmd.action != "rollback":
+            self._report_event("command.failed", base | {
+                "reason": "unsupported_action",
+                "detail": f"this agent does not apply {cmd.action!r} commands yet"}, "error")
+            return
+        if cfg.artifact != SLOTS_ARTIFACT or cfg.trust_store is None:
+            self._report_event("command.failed", base | {
+                "reason": "no_slots", "detail": "rollback needs artifact = \"@slots\""},
+                "error")
+            return
+        profile = resolve_profile(cfg.profile) if cfg.profile else None
+        try:
+            result = SlotStore(cfg.state_dir).revert(cfg.trust_store, health=lambda p: (
+                probe_artifact(p, profile=profile, context_length=cfg.context_length,
+                               safety_filter=self._filter)))
+        except EdgewardError as e:
+            self._report_event("command.failed", base | {"reason": e.kind,
+                                                         "detail": str(e)[:1000]}, "error")
+            return
+        if not result.ok:
+            self._report_event("command.failed", base | {"reason": result.error,
+                                                         "detail": result.detail[:1000]},
+                               "error")
+            return
+        reloaded = self.reload()
+        self._report_event("command.done" if reloaded.ok else "command.failed",
+                           base | {"sha256": reloaded.model.sha256, "reload": reloaded.ok},
+                           "info" if reloaded.ok else "error")
 
     def _report_event(self, event: str, data: dict[str, Any], severity: str) -> None:
         if self.telemetry is None:
@@ -314,6 +417,8 @@ class Agent:
             self._config, self._filter = cfg, flt
             self.metrics.inc("edgeward_agent_reloads_total", result="ok")
             log_event(logging.INFO, "reloaded", model=model.info.id, sha256=model.info.sha256)
+            if self.commands is not None:
+                self.commands.deployed(model.info.sha256)
             self._report_model(model, event="model.reloaded")
             return ReloadResult(True, model.info)
         finally:
@@ -404,6 +509,10 @@ class Agent:
         if self._engine is not None:
             self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
             self._engine = None
+        if self._command_thread is not None:
+            self._command_queue.put(None)
+            self._command_thread.join(30)
+            self._command_thread = None
         if self.telemetry is not None:
             self.telemetry.stop()  # deliver what it can; the rest waits in the spool
         self._close_audit()

@@ -54,6 +54,9 @@ METRICS: dict[str, _Spec] = {
         "counter", "Categories named by those verdicts, by stage and category."),
     "edgeward_agent_audit_failures_total": _Spec(
         "counter", "Safety decisions that could not be written to the audit log."),
+    "edgeward_agent_commands_total": _Spec(
+        "counter", "Operator commands received, by result (accepted, refused, dropped) and "
+                   "reason (the action, or why it was refused)."),
     "edgeward_agent_reloads_total": _Spec("counter", "Reloads, by result (ok, refused)."),
     "edgeward_agent_artifact_refusals_total": _Spec(
         "counter", "Artifacts refused at load, by reason (the error kind)."),

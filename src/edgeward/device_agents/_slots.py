@@ -302,7 +302,7 @@ class SlotStore:
         return previous
 
     def update(self, artifact: Path, trust_store: Path, *,
-               health: Callable[[Path], None], signature: Path | None = None) -> UpdateResult:
+               health: Callable[[Path], object], signature: Path | None = None) -> UpdateResult:
         """The whole flow: install, switch, health-check, then commit or roll back.
 
         Args:
@@ -325,6 +325,41 @@ class SlotStore:
             kind = e.kind if isinstance(e, EdgewardError) else "health_check_failed"
             previous = self.rollback(f"health check failed: {e}")
             return UpdateResult(False, previous, kind, str(e) or type(e).__name__)
+        return UpdateResult(True, self.commit())
+
+    def revert(self, trust_store: Path, *, health: Callable[[Path], object]) -> UpdateResult:
+        """Go back to the artifact in the other slot (a signed ``rollback``): verify it again,
+        switch, health-check, commit or roll back, like an update.
+
+        Raises:
+            ConfigError: nothing is installed, or the other slot is empty;
+            SignatureError: the other slot's artifact no longer verifies.
+        """
+        self.recover()
+        current = self.active()
+        if current is None:
+            raise ConfigError(f"rollback: nothing is installed in {self.root}")
+        other = "b" if current.slot == "a" else "a"
+        names = [p for p in (self.root / other).glob("*")
+                 if not p.name.endswith(_ENVELOPE_SUFFIX)] if (self.root / other).is_dir() else []
+        if len(names) != 1:
+            raise ConfigError(f"rollback: slot {other} holds no previous artifact")
+        artifact = names[0]
+        envelope = artifact.with_name(artifact.name + _ENVELOPE_SUFFIX).read_bytes()
+        verified = verify_artifact(artifact, envelope, TrustStore.open(trust_store))
+        digests = {s.name: s.sha256 for s in verified.subjects}
+        digest = (next(iter(digests.values())) if artifact.is_file()
+                  else _manifest_digest(digests))
+        new = SlotPointer(slot=other, name=artifact.name, sha256=digest, key_id=verified.key_id)
+        self._write_journal({"step": "installed", "target": other, "new": new.to_dict(),
+                             "previous": current.to_dict()})
+        trial = self.switch(new)
+        try:
+            health(self.artifact_path(trial))
+        except Exception as e:  # noqa: BLE001 - any failure of the old artifact rolls back
+            kind = e.kind if isinstance(e, EdgewardError) else "health_check_failed"
+            return UpdateResult(False, self.rollback(f"health check failed: {e}"), kind,
+                                str(e) or type(e).__name__)
         return UpdateResult(True, self.commit())
 
     # -- files -----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from edgeward.errors import ChannelError, ConfigError, EdgewardError
 from edgeward.fleet.protocol import (
     Attestation,
     DeviceState,
+    DeviceTopic,
     EventMessage,
     HealthReport,
     HealthSample,
@@ -102,6 +103,9 @@ class TelemetryClient:
         device_key: the device's private key (signs everything; never leaves the device).
         health: returns the current measurements; ``None`` for no periodic health report.
         connector: opens broker connections (default: paho-mqtt with ``config.broker``).
+        on_command: called with ``(topic, payload)`` of each message on the device's command
+            topic (the default connector subscribes to it when this is given), on the network
+            thread: hand it off, do not block.
         clock: seconds since the epoch, for message times.
         rng: the jitter's source of randomness.
 
@@ -112,11 +116,15 @@ class TelemetryClient:
     def __init__(self, config: TelemetryConfig, device_key: PrivateKey, *,
                  health: Callable[[], HealthSample] | None = None,
                  connector: Connector | None = None, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_command: Callable[[str, bytes], None] | None = None) -> None:
         self.config = config
         self._key = device_key
         self._health = health
-        self._connector = connector or PahoConnector(config.broker, client_id=config.device_id)
+        commands = (str(DeviceTopic(config.device_id, Kind.CMD)),) if on_command else ()
+        self._connector = connector or PahoConnector(
+            config.broker, client_id=config.device_id, subscriptions=commands,
+            on_message=on_command)
         self._clock = clock
         self._rng = rng or random.Random()
         self._spool = Spool(config.spool)

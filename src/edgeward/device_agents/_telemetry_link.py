@@ -101,15 +101,29 @@ class PahoConnector:
     """Connects with paho-mqtt as client id ``DEVICE_ID``, a clean session each time.
 
     Once a broker has refused MQTT 5 and accepted 3.1.1, later attempts go straight to 3.1.1.
+
+    Args:
+        options: the broker.
+        client_id: the MQTT client id (the device id).
+        subscriptions: topics to subscribe to (QoS 1) on every connection, e.g. the device's
+            command topic.
+        on_message: called with ``(topic, payload)`` for what arrives on them, on paho's
+            network thread (hand it off; do not block).
     """
 
-    def __init__(self, options: BrokerOptions, *, client_id: str) -> None:
+    def __init__(self, options: BrokerOptions, *, client_id: str,
+                 subscriptions: tuple[str, ...] = (),
+                 on_message: Callable[[str, bytes], None] | None = None) -> None:
         self.options = options
         self.client_id = client_id
+        self.subscriptions = subscriptions
+        self._on_message = on_message
         self._lock = threading.Lock()
 
     def __call__(self, *, will: WireMessage, on_ack: AckCallback,
                  on_lost: LostCallback) -> Link:
+        on_message = self._on_message
+
         def setup(client: Any) -> None:
             def on_publish(_c: object, _u: object, mid: int, reason: Any, _p: object) -> None:
                 value = getattr(reason, "value", 0)
@@ -121,13 +135,20 @@ class PahoConnector:
                               _p: object) -> None:
                 on_lost(str(reason))
 
+            def on_msg(_c: object, _u: object, msg: Any) -> None:
+                if on_message is not None:
+                    on_message(str(msg.topic), bytes(msg.payload))
+
             client.on_publish = on_publish
             client.on_disconnect = on_disconnect
+            client.on_message = on_msg
 
         conn = connect(self.options, client_id=self.client_id, will=will, clean_start=True,
                        setup=setup)
         with self._lock:
             if self.options.version == "auto" and conn.version == "3.1.1":
                 self.options = replace(self.options, version="3.1.1")
+        for topic in self.subscriptions:
+            conn.client.subscribe(topic, qos=1)
         conn.client.loop_start()
         return _PahoLink(conn)
