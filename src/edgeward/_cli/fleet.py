@@ -1,5 +1,5 @@
-"""``edgeward fleet run|enroll|devices|device|health|events|provenance|alerts|stats|simulate|
-broker``."""
+"""``edgeward fleet run|serve-artifacts|enroll|devices|device|health|events|provenance|alerts|
+stats|simulate|broker``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from edgeward._cli._output import emit, json_option, out
+from edgeward._cli._output import emit, err, json_option, out
 
 if TYPE_CHECKING:
     from edgeward.fleet import FleetConfig, Store
@@ -82,6 +82,45 @@ def fleet_run(*, config_path: Path, duration: float | None, log_level: str,
     result = report.to_dict()
     emit(as_json, result, lambda: _table(f"Fleet manager {report.manager}", [
         {"counter": k, "value": v} for k, v in report.counters.items()], ["counter", "value"]))
+
+
+@fleet.command("serve-artifacts")
+@_CONFIG
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The artifact store (artifacts by sha256).")
+@click.option("--add", "add", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Add this signed artifact file to the store first (repeatable).")
+@click.option("--duration", type=click.FloatRange(0, min_open=True),
+              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@json_option
+def fleet_serve_artifacts(*, config_path: Path, directory: Path, add: tuple[Path, ...],
+                          duration: float | None, as_json: bool) -> None:
+    """Answer devices' chunk requests for the artifacts in --dir (chunked, resumable transfer
+    over MQTT; see docs/updates.md). Several servers split the requests (MQTT 5)."""
+    from edgeward.fleet._artifacts import ArtifactServer
+
+    cfg = _config(config_path, secrets=True)
+    server = ArtifactServer(directory, cfg.broker)
+    added = [server.add(p) for p in add]
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    timer = threading.Timer(duration, stop.set) if duration is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    if not as_json:
+        for d in added:
+            err.print(f"serving {d}")
+    server.run(stop=stop)
+    if timer is not None:
+        timer.cancel()
+    result = {"added": added, "counters": dict(server.counters)}
+    emit(as_json, result, lambda: out.print(
+        f"served {server.counters.get('chunks_sent', 0)} chunks "
+        f"({server.counters.get('bytes_sent', 0)} bytes)"))
 
 
 @fleet.command("enroll")
