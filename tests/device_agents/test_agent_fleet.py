@@ -121,7 +121,7 @@ reconnect_max_s = 1.0
                                   for e in s.events("pi-07", limit=1000)
                                   if e["event"].startswith("command."))
 
-            want = [("command.accepted", "None"), ("command.failed", "unsupported_action"),
+            want = [("command.accepted", "None"), ("command.failed", "no_slots"),
                     ("command.refused", "forged"), ("command.refused", "replayed")]
             assert _until(lambda: reasons() == want), reasons()
             assert agent.commands is not None and agent.commands.last_version == 1
@@ -167,3 +167,71 @@ def test_telemetry_needs_a_device_id_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[telemetry\].*unknown"):
         config_from_dict(base | {"device_id": "pi-1", "device_key": "k.pem",
                                  "telemetry": {"broker": "mqtt://x:1883", "bogus": 1}})
+
+
+def test_fleet_deploy_reaches_the_device_over_mqtt_and_installs_through_the_slots(
+        tmp_path: Path, broker: MosquittoBroker, signed_tiny: Signed,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from _models import TinyLlamaSpec, write_tiny_gguf
+
+    from edgeward.cli import main
+    from edgeward.device_agents import SlotStore
+    from edgeward.fleet._artifacts import ArtifactServer
+
+    (tmp_path / "v2").mkdir()
+    second = sign_copy(write_tiny_gguf(tmp_path / "v2" / "tiny-v2.gguf", TinyLlamaSpec(seed=3)),
+                       tmp_path / "v2-signed", key=signed_tiny.key)
+    device_trust = tmp_path / "device-trust"
+    shutil.copytree(signed_tiny.trust, device_trust)
+    operator, device = generate_key(), generate_key()
+    TrustStore.open(device_trust).add(operator.public_key, [Role.OPERATOR], name="ops")
+    ops = write_key_pair(operator, tmp_path / "ops")
+    dev = write_key_pair(device, tmp_path / "dev")
+    state = tmp_path / "state"
+    SlotStore(state).update(signed_tiny.artifact, device_trust, health=lambda _p: None)
+    fleet_toml = tmp_path / "fleet.toml"
+    fleet_toml.write_text(f'broker = "{broker.url}"\nstore = "fleet.db"\n')
+    enroll_devices(load_fleet_config(fleet_toml), [("pi-09", device.public_key)])
+    config = tmp_path / "agent.toml"
+    config.write_text(f"""
+artifact = "@slots"
+trust_store = "{device_trust}"
+listen = "127.0.0.1:0"
+state_dir = "{state}"
+device_id = "pi-09"
+device_key = "{dev.private_key_path}"
+
+[telemetry]
+broker = "{broker.url}"
+health_interval_s = 60
+""")
+    server = ArtifactServer(tmp_path / "artifacts", BrokerOptions(url=broker.url))
+    stop, ready = threading.Event(), threading.Event()
+    t = threading.Thread(target=server.run, kwargs={"stop": stop, "on_ready": ready.set},
+                         daemon=True)
+    t.start()
+    assert ready.wait(15)
+    from edgeward.device_agents import load_agent_config
+
+    agent = Agent(load_agent_config(config), config_path=config)
+    before = agent.start()
+    try:
+        capsys.readouterr()
+        assert main(["fleet", "deploy", str(second.artifact), "--device", "pi-09", "--config",
+                     str(fleet_toml), "--key", str(ops.private_key_path), "--artifacts-dir",
+                     str(tmp_path / "artifacts"), "--json"]) == 0
+        sent = __import__("json").loads(capsys.readouterr().out)
+        assert sent["version"] == 1
+        assert _until(lambda: agent.engine.model.info.sha256 == sent["artifact_digest"], 60)
+        pointer = SlotStore(state).active()
+        assert pointer is not None and pointer.slot == "b" and not pointer.trial
+        assert agent.engine.model.info.verified and before.sha256 != sent["artifact_digest"]
+        assert agent.metrics.value("edgeward_agent_commands_total", result="accepted",
+                                   reason="deploy") == 1
+        with open_store(str(tmp_path / "fleet.db")) as s:
+            assert s.commands("pi-09")[0]["command_id"] == sent["command_id"]
+        assert server.counters["chunks_sent"] >= 2  # the artifact and its signature
+    finally:
+        agent.close()
+        stop.set()
+        t.join(10)

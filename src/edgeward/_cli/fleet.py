@@ -1,5 +1,5 @@
-"""``edgeward fleet run|serve-artifacts|enroll|devices|device|health|events|provenance|alerts|
-stats|simulate|broker``."""
+"""``edgeward fleet run|serve-artifacts|deploy|enroll|devices|device|health|events|provenance|
+alerts|stats|simulate|broker``."""
 
 from __future__ import annotations
 
@@ -121,6 +121,55 @@ def fleet_serve_artifacts(*, config_path: Path, directory: Path, add: tuple[Path
     emit(as_json, result, lambda: out.print(
         f"served {server.counters.get('chunks_sent', 0)} chunks "
         f"({server.counters.get('bytes_sent', 0)} bytes)"))
+
+
+@fleet.command("deploy")
+@click.argument("artifact", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--device", "device_id", required=True, help="The device to deploy to.")
+@_CONFIG
+@click.option("--key", "key_path", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The operator's private key (its public key has the operator role in the "
+                   "devices' trust stores).")
+@click.option("--artifacts-dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The artifact server's store (`fleet serve-artifacts --dir`): the artifact "
+                   "and its signature are added there for the device to fetch.")
+@click.option("--lifetime", default=3600.0, show_default=True,
+              type=click.FloatRange(1, 7 * 86400), help="Seconds until the command expires.")
+@json_option
+def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path: Path,
+                 artifacts_dir: Path, lifetime: float, as_json: bool) -> None:
+    """Send DEVICE a signed command to fetch ARTIFACT over MQTT and install it through its
+    A/B slots (the device verifies it, health-checks it, and commits or rolls back)."""
+    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.fleet.protocol import connect, encode_command, new_command
+    from edgeward.provenance import TrustStore, load_private_key, verify_artifact
+
+    cfg = _config(config_path, secrets=True)
+    key = load_private_key(key_path)
+    signature = artifact.with_name(artifact.name + ".edgeward.json")
+    if cfg.trust_store is not None and signature.is_file():
+        verify_artifact(artifact, signature.read_bytes(), TrustStore.open(cfg.trust_store))
+    digest, statement = ArtifactServer(artifacts_dir, cfg.broker).add_signed(artifact)
+    params = {"artifact_digest": digest, "statement_digest": statement, "name": artifact.name,
+              "size": artifact.stat().st_size}
+    with _store(config_path) as store:
+        cmd = store.issue_command(device_id, lambda v: new_command(
+            device_id, "deploy", v, params=params, lifetime_s=lifetime))
+    wire = encode_command(cmd, key)
+    conn = connect(cfg.broker, client_id=f"edgeward-deploy-{cmd.command_id}")
+    try:
+        conn.client.loop_start()
+        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
+    finally:
+        conn.close()
+    result = {"command_id": cmd.command_id, "version": cmd.version, "device_id": device_id,
+              "artifact_digest": digest, "statement_digest": statement,
+              "expires_at": cmd.expires_at}
+    emit(as_json, result, lambda: out.print(
+        f"deploy {cmd.command_id} (version {cmd.version}) sent to {device_id}; follow it with "
+        f"`edgeward fleet events {device_id} --config {config_path}`"))
 
 
 @fleet.command("enroll")

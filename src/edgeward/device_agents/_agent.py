@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import queue
 import signal
 import threading
 import time
@@ -41,9 +40,9 @@ from edgeward.device_agents._probe import probe_artifact
 from edgeward.device_agents._server import AgentServer, bind_socket
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._telemetry import TelemetryClient
+from edgeward.device_agents._updater import Updater
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
 from edgeward.errors import (
-    CommandRefusedError,
     ConfigError,
     EdgewardError,
     RuntimeBackendError,
@@ -55,7 +54,6 @@ from edgeward.safety import PassThroughFilter, SafetyFilter
 
 __all__ = ["Agent", "ReloadResult", "RunningAgent"]
 
-_COMMAND_QUEUE = 32  # commands received and not yet handled; more are dropped (and reported)
 _RESTART_ONLY = ("listen", "state_dir", "log_format", "device_id", "device_key", "audit_log",
                  "telemetry")
 
@@ -107,9 +105,7 @@ class Agent:
         self._audit: LogAuditSink | None = None
         self._hmac_key: bytes | None = None
         self.telemetry: TelemetryClient | None = None
-        self.commands: CommandGate | None = None
-        self._command_queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_COMMAND_QUEUE)
-        self._command_thread: threading.Thread | None = None
+        self.updater = Updater(self)
         self._engine: Engine | None = None
         self._reload_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -193,13 +189,9 @@ class Agent:
         sampler = HealthSampler(self.started_at, self.health_figures)
         on_command = None
         if self._config.trust_store is not None:  # operator keys come from the trust store
-            self.commands = CommandGate(self._config.state_dir, cfg.device_id,
-                                        self._config.trust_store)
-            self.commands.deployed(model.info.sha256)
-            on_command = self._receive_command
-            self._command_thread = threading.Thread(target=self._run_commands,
-                                                    name="edgeward-commands", daemon=True)
-            self._command_thread.start()
+            on_command = self.updater.start(CommandGate(
+                self._config.state_dir, cfg.device_id, self._config.trust_store),
+                model.info.sha256)
         self.telemetry = TelemetryClient(cfg, self._device_key, health=sampler,
                                          on_command=on_command)
         self.telemetry.start()
@@ -246,84 +238,29 @@ class Agent:
 
     # -- commands ----------------------------------------------------------------------------
 
-    def _receive_command(self, topic: str, payload: bytes) -> None:
-        """On the network thread: queue the command for the command thread."""
-        try:
-            self._command_queue.put_nowait((topic, payload))
-        except queue.Full:
-            self.metrics.inc("edgeward_agent_commands_total", result="dropped")
-            log_event(logging.WARNING, "command_dropped", reason="queue_full")
+    @property
+    def commands(self) -> CommandGate | None:
+        """The command gate (with ``[telemetry]`` and a trust store), else ``None``."""
+        return self.updater.gate
 
-    def _run_commands(self) -> None:
-        while (item := self._command_queue.get()) is not None:
-            try:
-                self.handle_command(*item)
-            except Exception:  # a command must never take the agent down
-                logging.getLogger("edgeward.agent").exception("command handling failed")
+    @commands.setter
+    def commands(self, gate: CommandGate | None) -> None:
+        self.updater.gate = gate
 
     def handle_command(self, topic: str, payload: bytes) -> Command | None:
-        """Admit (or refuse) one received command and apply it; every outcome is logged,
-        counted and reported to the fleet as a signed event.
+        """Admit (or refuse) one received command and apply it (see :class:`Updater`)."""
+        return self.updater.handle(topic, payload)
 
-        Returns:
-            The admitted command, or ``None`` when it was refused.
-        """
-        gate = self.commands
-        if gate is None:
-            return None
-        try:
-            cmd = gate.admit(topic, payload)
-        except CommandRefusedError as e:
-            self.metrics.inc("edgeward_agent_commands_total", result="refused", reason=e.reason)
-            log_event(logging.WARNING, "command_refused", reason=e.reason, detail=str(e)[:300])
-            self._report_event("command.refused", {"reason": e.reason,
-                                                   "detail": str(e)[:1000]}, "warning")
-            return None
-        except ConfigError as e:
-            log_event(logging.ERROR, "command_gate_failed", detail=str(e))
-            self._report_event("command.failed", {"reason": e.kind, "detail": str(e)[:1000]},
-                               "error")
-            return None
-        self.metrics.inc("edgeward_agent_commands_total", result="accepted", reason=cmd.action)
-        log_event(logging.INFO, "command_accepted", command_id=cmd.command_id,
-                  action=cmd.action, version=cmd.version)
-        self._report_event("command.accepted", {"command_id": cmd.command_id,
-                                                "action": cmd.action, "version": cmd.version},
-                           "info")
-        self._apply(cmd)
-        return cmd
+    def report_event(self, event: str, data: dict[str, Any], severity: str) -> None:
+        """Publish a signed event when telemetry is on (never raises)."""
+        self._report_event(event, data, severity)
 
-    def _apply(self, cmd: Command) -> None:
+    def health_check(self, path: Path) -> object:
+        """The health probe of a new slot: the profile, context and filter in force."""
         cfg = self._config
-        base = {"command_id": cmd.command_id, "action": cmd.action}
-        if cmd.action != "rollback":
-            self._report_event("command.failed", base | {
-                "reason": "unsupported_action",
-                "detail": f"this agent does not apply {cmd.action!r} commands yet"}, "error")
-            return
-        if cfg.artifact != SLOTS_ARTIFACT or cfg.trust_store is None:
-            self._report_event("command.failed", base | {
-                "reason": "no_slots", "detail": "rollback needs artifact = \"@slots\""},
-                "error")
-            return
         profile = resolve_profile(cfg.profile) if cfg.profile else None
-        try:
-            result = SlotStore(cfg.state_dir).revert(cfg.trust_store, health=lambda p: (
-                probe_artifact(p, profile=profile, context_length=cfg.context_length,
-                               safety_filter=self._filter)))
-        except EdgewardError as e:
-            self._report_event("command.failed", base | {"reason": e.kind,
-                                                         "detail": str(e)[:1000]}, "error")
-            return
-        if not result.ok:
-            self._report_event("command.failed", base | {"reason": result.error,
-                                                         "detail": result.detail[:1000]},
-                               "error")
-            return
-        reloaded = self.reload()
-        self._report_event("command.done" if reloaded.ok else "command.failed",
-                           base | {"sha256": reloaded.model.sha256, "reload": reloaded.ok},
-                           "info" if reloaded.ok else "error")
+        return probe_artifact(path, profile=profile, context_length=cfg.context_length,
+                              safety_filter=self._filter)
 
     def _report_event(self, event: str, data: dict[str, Any], severity: str) -> None:
         if self.telemetry is None:
@@ -509,10 +446,7 @@ class Agent:
         if self._engine is not None:
             self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
             self._engine = None
-        if self._command_thread is not None:
-            self._command_queue.put(None)
-            self._command_thread.join(30)
-            self._command_thread = None
+        self.updater.stop()
         if self.telemetry is not None:
             self.telemetry.stop()  # deliver what it can; the rest waits in the spool
         self._close_audit()

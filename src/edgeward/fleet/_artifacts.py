@@ -56,8 +56,11 @@ class ArtifactServer:
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def add(self, artifact: Path, signature: Path | None = None) -> str:
-        """Store a (signed) artifact file by its sha256; returns the digest.
+    def add(self, artifact: Path) -> str:
+        """Store a file by its sha256 (a no-op when it is there); returns the digest.
+
+        A device fetches an artifact and its signature file the same way: add both (see
+        :meth:`add_signed`).
 
         Raises:
             ConfigError: not a file, or it cannot be copied.
@@ -70,17 +73,28 @@ class ArtifactServer:
             while block := f.read(1 << 20):
                 h.update(block)
         digest = h.hexdigest()
+        if (self.directory / digest).is_file():
+            return digest
         try:
             tmp = self.directory / f".{digest}.tmp"
             shutil.copyfile(artifact, tmp)
             tmp.replace(self.directory / digest)
-            sig = signature or artifact.with_name(artifact.name + ".edgeward.json")
-            if sig.is_file():
-                shutil.copyfile(sig, self.directory / f"{digest}.edgeward.json")
         except OSError as e:
             raise ConfigError(f"{artifact}: cannot add it to {self.directory} ({e.strerror})"
                               ) from e
         return digest
+
+    def add_signed(self, artifact: Path) -> tuple[str, str]:
+        """Store an artifact and its signature (``ARTIFACT.edgeward.json``); returns both
+        digests.
+
+        Raises:
+            ConfigError: either file is missing or cannot be copied.
+        """
+        signature = Path(artifact).with_name(Path(artifact).name + ".edgeward.json")
+        if not signature.is_file():
+            raise ConfigError(f"{artifact}: no signature at {signature}; sign it first")
+        return self.add(artifact), self.add(signature)
 
     def handle(self, topic: str, payload: bytes, publish: Callable[[str, bytes], None]) -> None:
         """Answer one request (never raises: a bad request is counted and dropped)."""

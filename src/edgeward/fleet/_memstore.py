@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +19,7 @@ from edgeward.fleet._store import (
     is_sequenced,
     iso_time,
 )
-from edgeward.fleet.protocol import EventMessage, ProvenanceReport, StateMessage
+from edgeward.fleet.protocol import Command, EventMessage, ProvenanceReport, StateMessage
 
 __all__ = ["MemoryStore"]
 
@@ -38,6 +38,7 @@ class MemoryStore(Store):
             "telemetry": {}, "health": {}, "events": {}, "provenance": {}}
         self._transitions: list[dict[str, Any]] = []
         self._alert_list: list[Alert] = []
+        self._command_rows: dict[str, list[dict[str, Any]]] = {}
         self._stat_rows: dict[str, dict[str, Any]] = {}
 
     def _enroll(self, new: list[DeviceRecord], replaced: list[DeviceRecord]) -> None:
@@ -137,6 +138,18 @@ class MemoryStore(Store):
         else:
             rows = [d for d, _ in self._tables[table]]
         return sum(1 for d in rows if device_id is None or d == device_id)
+
+    def _issue_command(self, device_id: str, make: Callable[[int], Command]) -> Command:
+        sent = self._command_rows.setdefault(device_id, [])
+        cmd = make(max((c["version"] for c in sent), default=0) + 1)
+        sent.append({"device_id": cmd.device_id, "version": cmd.version,
+                     "command_id": cmd.command_id, "action": cmd.action,
+                     "issued_at": iso_time(cmd.issued_at),
+                     "expires_at": iso_time(cmd.expires_at), "params": dict(cmd.params)})
+        return cmd
+
+    def _commands(self, device_id: str, limit: int) -> list[dict[str, Any]]:
+        return self._command_rows.get(device_id, [])[::-1][:limit]
 
     def _add_alert(self, alert: Alert, manager: str) -> None:
         self._alert_list.append(alert)

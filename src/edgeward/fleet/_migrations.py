@@ -118,6 +118,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             counters TEXT NOT NULL)""",
         "CREATE INDEX health_device_time ON health (device_id, device_time)",
     ),
+    3: (
+        # Operator commands sent to devices: the per-device version counter lives here.
+        """CREATE TABLE commands (
+            device_id TEXT NOT NULL,
+            version {int} NOT NULL,
+            command_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            issued_at {real} NOT NULL,
+            expires_at {real} NOT NULL,
+            params TEXT NOT NULL,
+            PRIMARY KEY (device_id, version))""",
+    ),
 }
 LATEST = max(MIGRATIONS)
 

@@ -8,7 +8,7 @@ import binascii
 import json
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from edgeward.errors import StoreError
@@ -24,7 +24,7 @@ from edgeward.fleet._store import (
     is_sequenced,
     iso_time,
 )
-from edgeward.fleet.protocol import EventMessage, ProvenanceReport, StateMessage
+from edgeward.fleet.protocol import Command, EventMessage, ProvenanceReport, StateMessage
 
 __all__ = ["SqlStore", "TelemetryRow"]
 
@@ -237,6 +237,30 @@ class SqlStore(Store):
             return int(self._exec(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
         return int(self._exec(f"SELECT COUNT(*) FROM {table} WHERE device_id = ?",
                               (device_id,)).fetchone()[0])
+
+    def _issue_command(self, device_id: str, make: Callable[[int], Command]) -> Command:
+        self._begin()
+        try:
+            row = self._exec("SELECT MAX(version) FROM commands WHERE device_id = ?",
+                             (device_id,)).fetchone()
+            cmd = make(int(row[0] or 0) + 1)
+            self._exec("INSERT INTO commands (device_id, version, command_id, action, "
+                       "issued_at, expires_at, params) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (cmd.device_id, cmd.version, cmd.command_id, cmd.action, cmd.issued_at,
+                        cmd.expires_at, json.dumps(dict(cmd.params), sort_keys=True)))
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return cmd
+
+    def _commands(self, device_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT device_id, version, command_id, action, issued_at, "
+                          "expires_at, params FROM commands WHERE device_id = ? "
+                          "ORDER BY version DESC LIMIT ?", (device_id, int(limit))).fetchall()
+        return [{"device_id": r[0], "version": int(r[1]), "command_id": r[2], "action": r[3],
+                 "issued_at": iso_time(r[4]), "expires_at": iso_time(r[5]),
+                 "params": json.loads(r[6])} for r in rows]
 
     def _add_alert(self, alert: Alert, manager: str) -> None:
         self._begin()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from edgeward.errors import ConfigError, StoreError
 from edgeward.fleet.protocol import (
+    Command,
     EventMessage,
     HealthReport,
     Message,
@@ -265,6 +266,23 @@ class Store(ABC):
             raise ConfigError(f"no table {table!r}")
         return int(self._guard("counting", self._count, table, device_id))
 
+    def issue_command(self, device_id: str, make: Callable[[int], Command]) -> Command:
+        """Record the device's next command: ``make`` gets the next version (one above the
+        last recorded) and returns the command, which is stored before it is returned (send it
+        only then, so a version is never used twice).
+
+        Raises:
+            ConfigError: the device is not enrolled; StoreError: the store failed.
+        """
+        if self.device(device_id) is None:
+            raise ConfigError(f"device {device_id!r} is not enrolled in this fleet")
+        cmd: Command = self._guard("recording a command", self._issue_command, device_id, make)
+        return cmd
+
+    def commands(self, device_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` commands sent to a device, newest first."""
+        return list(self._guard("reading commands", self._commands, device_id, limit))
+
     def add_alert(self, alert: Alert, *, manager: str) -> None:
         """Record an alert."""
         self._guard("recording an alert", self._add_alert, alert, manager)
@@ -321,6 +339,10 @@ class Store(ABC):
     def _schema_version(self) -> int: ...
     @abstractmethod
     def _close(self) -> None: ...
+    @abstractmethod
+    def _issue_command(self, device_id: str, make: Callable[[int], Command]) -> Command: ...
+    @abstractmethod
+    def _commands(self, device_id: str, limit: int) -> list[dict[str, Any]]: ...
 
 
 def is_sequenced(m: Message) -> bool:

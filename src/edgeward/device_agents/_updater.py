@@ -1,0 +1,190 @@
+"""The agent's update client: operator commands in, updates through the A/B slots.
+
+With ``[telemetry]`` and a trust store, the agent subscribes to its command topic; each
+command is queued (at most 32 waiting; more are dropped and counted) and handled on this
+module's thread: admitted or refused by the :class:`~edgeward.device_agents._commands.
+CommandGate`, then applied — ``deploy`` fetches the artifact and its signature over MQTT
+(:class:`~edgeward.device_agents._fetch.Fetcher`) and installs them through the slots,
+``rollback`` goes back to the other slot — and the agent reloads the slot. Every outcome is a
+signed event (``command.refused``, ``command.accepted``, ``update.progress``, ``command.done``,
+``command.failed``) and a ``/metrics`` count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeward.device_agents._commands import CommandGate
+from edgeward.device_agents._config import SLOTS_ARTIFACT
+from edgeward.device_agents._fetch import Fetcher
+from edgeward.device_agents._log import log_event
+from edgeward.device_agents._slots import SlotStore
+from edgeward.device_agents._verified import _remove_tree
+from edgeward.errors import CommandRefusedError, ConfigError, EdgewardError
+from edgeward.fleet.protocol import Command
+
+if TYPE_CHECKING:
+    from edgeward.device_agents._agent import Agent
+
+__all__ = ["Updater"]
+
+_QUEUE = 32  # commands received and not yet handled; more are dropped (and counted)
+
+
+class Updater:
+    """Receives, admits and applies operator commands for one agent.
+
+    Args:
+        agent: the agent (its config, metrics, events, health check and reload).
+    """
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.gate: CommandGate | None = None
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_QUEUE)
+        self._thread: threading.Thread | None = None
+
+    def start(self, gate: CommandGate, serving: str) -> Callable[[str, bytes], None]:
+        """Start the command thread; returns the callback the telemetry client calls with
+        each message on the command topic."""
+        self.gate = gate
+        gate.deployed(serving)
+        self._thread = threading.Thread(target=self._run, name="edgeward-commands",
+                                        daemon=True)
+        self._thread.start()
+        return self.receive
+
+    def stop(self) -> None:
+        """Finish the command being handled and stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(30)
+            self._thread = None
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """On the network thread: queue the command for the command thread."""
+        try:
+            self._queue.put_nowait((topic, payload))
+        except queue.Full:
+            self.agent.metrics.inc("edgeward_agent_commands_total", result="dropped")
+            log_event(logging.WARNING, "command_dropped", reason="queue_full")
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self.handle(*item)
+            except Exception:  # a command must never take the agent down
+                logging.getLogger("edgeward.agent").exception("command handling failed")
+
+    def handle(self, topic: str, payload: bytes) -> Command | None:
+        """Admit (or refuse) one received command and apply it; every outcome is logged,
+        counted and reported to the fleet as a signed event.
+
+        Returns:
+            The admitted command, or ``None`` when it was refused.
+        """
+        gate = self.gate
+        if gate is None:
+            return None
+        try:
+            cmd = gate.admit(topic, payload)
+        except CommandRefusedError as e:
+            self.agent.metrics.inc("edgeward_agent_commands_total", result="refused",
+                                   reason=e.reason)
+            log_event(logging.WARNING, "command_refused", reason=e.reason, detail=str(e)[:300])
+            self.agent.report_event("command.refused", {"reason": e.reason,
+                                                   "detail": str(e)[:1000]}, "warning")
+            return None
+        except ConfigError as e:
+            log_event(logging.ERROR, "command_gate_failed", detail=str(e))
+            self.agent.report_event("command.failed", {"reason": e.kind, "detail": str(e)[:1000]},
+                               "error")
+            return None
+        self.agent.metrics.inc("edgeward_agent_commands_total", result="accepted",
+                               reason=cmd.action)
+        log_event(logging.INFO, "command_accepted", command_id=cmd.command_id,
+                  action=cmd.action, version=cmd.version)
+        self.agent.report_event("command.accepted", {"command_id": cmd.command_id,
+                                                "action": cmd.action, "version": cmd.version},
+                           "info")
+        self._apply(cmd)
+        return cmd
+
+    def _apply(self, cmd: Command) -> None:
+        cfg = self.agent.config
+        base = {"command_id": cmd.command_id, "action": cmd.action}
+        if cmd.action not in ("rollback", "deploy"):
+            self.agent.report_event("command.failed", base | {
+                "reason": "unsupported_action",
+                "detail": f"this agent does not apply {cmd.action!r} commands yet"}, "error")
+            return
+        if cfg.artifact != SLOTS_ARTIFACT or cfg.trust_store is None:
+            self.agent.report_event("command.failed", base | {
+                "reason": "no_slots", "detail": f"{cmd.action} needs artifact = \"@slots\""},
+                "error")
+            return
+        trust, health = cfg.trust_store, self.agent.health_check
+        try:
+            slots = SlotStore(cfg.state_dir)
+            if cmd.action == "rollback":
+                result = slots.revert(trust, health=health)
+            else:
+                with self._fetched(cmd) as artifact:
+                    result = slots.update(artifact, trust, health=health)
+        except EdgewardError as e:
+            self.agent.report_event("command.failed", base | {"reason": e.kind,
+                                                         "detail": str(e)[:1000]}, "error")
+            return
+        if not result.ok:
+            self.agent.report_event("command.failed", base | {"reason": result.error,
+                                                         "detail": result.detail[:1000]},
+                               "error")
+            return
+        reloaded = self.agent.reload()
+        self.agent.report_event("command.done" if reloaded.ok else "command.failed",
+                           base | {"sha256": reloaded.model.sha256, "reload": reloaded.ok},
+                           "info" if reloaded.ok else "error")
+
+    @contextlib.contextmanager
+    def _fetched(self, cmd: Command) -> Iterator[Path]:
+        """Fetch a deploy's artifact and signature over MQTT into a private install dir."""
+        telemetry = self.agent.config.telemetry
+        p = cmd.params
+        name, digest, statement = p.get("name"), p.get("artifact_digest"), \
+            p.get("statement_digest")
+        if telemetry is None or not all(isinstance(v, str) for v in (name, digest, statement)) \
+                or "/" in str(name) or str(name).startswith("."):
+            raise ConfigError("deploy needs [telemetry] and params name, artifact_digest and "
+                              "statement_digest")
+        assert isinstance(name, str) and isinstance(digest, str) and isinstance(statement, str)
+        fetcher = Fetcher(self.agent.config.state_dir, telemetry.broker, telemetry.device_id)
+        reported = [-1]
+
+        def progress(done: int, total: int) -> None:
+            percent = 100 * done // max(total, 1)
+            if percent // 10 > reported[0]:
+                reported[0] = percent // 10
+                self.agent.report_event("update.progress", {"command_id": cmd.command_id,
+                                                       "percent": percent}, "info")
+
+        size = p.get("size")
+        art, _ = fetcher.fetch(digest, size=size if isinstance(size, int) else None,
+                               progress=progress)
+        sig, _ = fetcher.fetch(statement)
+        install = fetcher.dir / f"install-{cmd.command_id}"
+        _remove_tree(install)
+        install.mkdir(mode=0o700)
+        try:
+            shutil.copyfile(art, install / name)
+            shutil.copyfile(sig, install / f"{name}.edgeward.json")
+            yield install / name
+        finally:
+            _remove_tree(install)
+
