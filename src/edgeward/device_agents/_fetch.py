@@ -82,7 +82,7 @@ class Fetcher:
     """
 
     def __init__(self, state_dir: Path, broker: BrokerOptions, device_id: str, *,
-                 window: int = 8, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 window: int = 16, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  timeout_s: float = 5.0) -> None:
         self.dir = Path(state_dir) / "downloads"
         self.broker = broker
