@@ -8,7 +8,10 @@ Mosquitto that the benchmark starts on a free port. Prints JSON:
   the first request to the verified file), chunks, re-requests; target >= 30 MB/s (goal 50);
 - ``resume``: the broker is stopped at 50 % and started again; the transfer completes: chunks
   the server sent more than once and duplicates the device received (target: bytes sent twice
-  <= 2 chunks).
+  <= 2 chunks);
+- ``delta``: for pairs of SmolLM2 quantizations (Q4_K_M -> Q5_K_M; Q4_K_M -> the same with
+  ``attn_v`` overridden to Q8_0 in every block), the device holds the first and fetches the
+  second with its content-defined chunk map: bytes transferred / full size.
 
     .venv/bin/python benchmarks/ota.py [--windows 4,8,16] [--chunk-kib 256]
 """
@@ -27,11 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeward.compress import QuantRecipe, quantize
 from edgeward.device_agents._fetch import Fetcher
 from edgeward.fleet._artifacts import ArtifactServer
 from edgeward.fleet._broker import BrokerSpec, MosquittoBroker
 from edgeward.fleet.protocol import BrokerOptions
 from edgeward.packaged_models import smollm2_gguf
+from edgeward.provenance import content_chunks
 
 
 def log(msg: str) -> None:
@@ -112,11 +117,42 @@ def resume(tmp: Path, broker: MosquittoBroker, src: Path, digest: str, *, window
             "target_chunks_sent_twice": 2}
 
 
+def delta(tmp: Path, broker: MosquittoBroker, old: Path, new: Path, label: str
+          ) -> dict[str, Any]:
+    """The device holds ``old`` and fetches ``new`` with its chunk map."""
+    digest = hashlib.sha256(new.read_bytes()).hexdigest()
+    server = ArtifactServer(tmp / f"store-{label}", BrokerOptions(url=broker.url),
+                            client_id=f"artifacts-{label}")
+    server.add(new)
+    stop, t = _serve(server)
+    try:
+        t0 = time.perf_counter()
+        chunk_map = content_chunks(new)
+        map_s = time.perf_counter() - t0
+        fetcher = Fetcher(tmp / f"state-{label}", BrokerOptions(url=broker.url), "bench-03")
+        t0 = time.perf_counter()
+        reused = fetcher.seed(digest, new.stat().st_size, chunk_map, [old])
+        seed_s = time.perf_counter() - t0
+        path, stats = fetcher.fetch(digest, size=new.stat().st_size, deadline_s=600)
+    finally:
+        stop.set()
+        t.join(10)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    size = new.stat().st_size
+    sent = server.counters["bytes_sent"]
+    return {"pair": label, "old_mib": round(old.stat().st_size / 2**20, 1),
+            "new_mib": round(size / 2**20, 1), "reused_bytes": reused,
+            "bytes_transferred": sent, "transferred_over_full": round(sent / size, 4),
+            "map_entries": len(chunk_map), "map_seconds": round(map_s, 2),
+            "seed_seconds": round(seed_s, 2), "fetch_seconds": stats.seconds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--windows", default="2,4,8,16")
     ap.add_argument("--chunk-kib", type=int, default=256)
     ap.add_argument("--resume-window", type=int, default=2)
+    ap.add_argument("--no-delta", action="store_true", help="skip the delta pairs")
     args = ap.parse_args()
     src = smollm2_gguf()
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -136,6 +172,17 @@ def main() -> None:
             log("resume across a broker restart")
             result["resume"] = resume(tmp, broker, src, digest, window=args.resume_window,
                                       chunk=chunk)
+            if not args.no_delta:
+                log("delta: quantizing SmolLM2 to Q4_K_M, Q5_K_M and Q4_K_M with attn_v Q8_0")
+                q4, q5, q4v = (tmp / "q4_k_m.gguf", tmp / "q5_k_m.gguf",
+                               tmp / "q4_k_m-attn_v-q8_0.gguf")
+                quantize(src, q4, QuantRecipe(type="Q4_K_M"), durable=False)
+                quantize(src, q5, QuantRecipe(type="Q5_K_M"), durable=False)
+                quantize(src, q4v, QuantRecipe(type="Q4_K_M",
+                                               overrides=((r"attn_v\.weight", "q8_0"),)),
+                         durable=False)
+                result["delta"] = [delta(tmp, broker, q4, q5, "Q4_K_M->Q5_K_M"),
+                                   delta(tmp, broker, q4, q4v, "Q4_K_M->Q4_K_M+attn_v:Q8_0")]
     best = max(r["mb_per_s"] for r in result["full"])
     result["targets"] = {"full_mb_per_s": {"target": 30, "goal": 50, "best": best,
                                            "met": best >= 30},

@@ -162,3 +162,37 @@ def test_the_cli_serves_artifacts(tmp_path: Path, broker: MosquittoBroker,
     assert path.read_bytes() == src.read_bytes()
     result = json.loads(out)
     assert result["added"] == [digest] and result["counters"]["chunks_sent"] >= 41, err
+
+
+@pytest.mark.integration
+def test_a_delta_fetch_downloads_only_what_the_device_lacks(
+        tmp_path: Path, broker: MosquittoBroker) -> None:
+    import random
+
+    from edgeward.provenance import content_chunks
+
+    rng = random.Random(5)
+    base = rng.randbytes(CHUNK * 60)
+    old = tmp_path / "old.bin"
+    old.write_bytes(base)
+    new = tmp_path / "new.bin"  # a header that grew, then the same content with one part changed
+    new.write_bytes(rng.randbytes(3000) + base[:CHUNK * 30] + rng.randbytes(CHUNK * 3)
+                    + base[CHUNK * 33:])
+    digest = hashlib.sha256(new.read_bytes()).hexdigest()
+    server = ArtifactServer(tmp_path / "store", BrokerOptions(url=broker.url))
+    server.add(new)
+    stop, t = _serve(server)
+    try:
+        fetcher = Fetcher(tmp_path / "state", BrokerOptions(url=broker.url), "pi-04",
+                          chunk_size=CHUNK, window=8)
+        size = new.stat().st_size
+        reused = fetcher.seed(digest, size, content_chunks(new), [old])
+        path, stats = fetcher.fetch(digest, size=size, deadline_s=60)
+    finally:
+        stop.set()
+        t.join(10)
+    assert path.read_bytes() == new.read_bytes()
+    total = chunk_count(size, CHUNK)
+    assert reused > 0.8 * size
+    assert stats.resumed_with > 0.8 * total and stats.received == total - stats.resumed_with
+    assert server.counters["chunks_sent"] < 0.2 * total

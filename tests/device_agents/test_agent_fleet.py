@@ -173,7 +173,6 @@ def test_fleet_deploy_reaches_the_device_over_mqtt_and_installs_through_the_slot
         tmp_path: Path, broker: MosquittoBroker, signed_tiny: Signed,
         capsys: pytest.CaptureFixture[str]) -> None:
     from _models import TinyLlamaSpec, write_tiny_gguf
-
     from edgeward.cli import main
     from edgeward.device_agents import SlotStore
     from edgeward.fleet._artifacts import ArtifactServer

@@ -137,9 +137,12 @@ def fleet_serve_artifacts(*, config_path: Path, directory: Path, add: tuple[Path
                    "and its signature are added there for the device to fetch.")
 @click.option("--lifetime", default=3600.0, show_default=True,
               type=click.FloatRange(1, 7 * 86400), help="Seconds until the command expires.")
+@click.option("--delta/--no-delta", default=True, show_default=True,
+              help="Send a content-defined chunk map so the device downloads only what it "
+                   "does not already hold.")
 @json_option
 def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path: Path,
-                 artifacts_dir: Path, lifetime: float, as_json: bool) -> None:
+                 artifacts_dir: Path, lifetime: float, delta: bool, as_json: bool) -> None:
     """Send DEVICE a signed command to fetch ARTIFACT over MQTT and install it through its
     A/B slots (the device verifies it, health-checks it, and commits or rolls back)."""
     from edgeward.fleet._artifacts import ArtifactServer
@@ -151,9 +154,12 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
     signature = artifact.with_name(artifact.name + ".edgeward.json")
     if cfg.trust_store is not None and signature.is_file():
         verify_artifact(artifact, signature.read_bytes(), TrustStore.open(cfg.trust_store))
-    digest, statement = ArtifactServer(artifacts_dir, cfg.broker).add_signed(artifact)
+    server = ArtifactServer(artifacts_dir, cfg.broker)
+    digest, statement = server.add_signed(artifact)
     params = {"artifact_digest": digest, "statement_digest": statement, "name": artifact.name,
               "size": artifact.stat().st_size}
+    if delta:  # the content-defined chunk map lets the device reuse what it already holds
+        params["map_digest"] = server.add_chunk_map(artifact, digest)
     with _store(config_path) as store:
         cmd = store.issue_command(device_id, lambda v: new_command(
             device_id, "deploy", v, params=params, lifetime_s=lifetime))
@@ -166,7 +172,7 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
         conn.close()
     result = {"command_id": cmd.command_id, "version": cmd.version, "device_id": device_id,
               "artifact_digest": digest, "statement_digest": statement,
-              "expires_at": cmd.expires_at}
+              "map_digest": params.get("map_digest"), "expires_at": cmd.expires_at}
     emit(as_json, result, lambda: out.print(
         f"deploy {cmd.command_id} (version {cmd.version}) sent to {device_id}; follow it with "
         f"`edgeward fleet events {device_id} --config {config_path}`"))

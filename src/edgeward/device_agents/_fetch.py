@@ -34,6 +34,7 @@ from edgeward.fleet.protocol._transfer import (
     chunk_topic,
     request_topic,
 )
+from edgeward.provenance import content_chunks
 
 __all__ = ["FetchStats", "Fetcher"]
 
@@ -90,6 +91,66 @@ class Fetcher:
         self.window = window
         self.chunk_size = chunk_size
         self.timeout_s = timeout_s
+
+    def seed(self, digest: str, size: int, chunk_map: list[tuple[int, int, str]],
+             local: list[Path]) -> int:
+        """Delta update: fill the download of ``digest`` from files the device already holds.
+
+        ``chunk_map`` is the new artifact's content-defined chunks (``(offset, length,
+        sha256)``, from :func:`edgeward.provenance.content_chunks` on the publisher's side);
+        every chunk found in ``local`` (by the same chunking) is copied into place, checked
+        against its sha256, and the fixed-size transfer chunks it covers completely are marked
+        as present, so :meth:`fetch` asks only for the rest. The whole file is still checked
+        against ``digest`` at the end.
+
+        Returns:
+            Bytes copied from local files (0 when a download was already in progress).
+
+        Raises:
+            ConfigError: the download directory or a local file cannot be read or written.
+        """
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        part, have_path = self.dir / f"{digest}.part", self.dir / f"{digest}.have"
+        if (self.dir / digest).is_file() or have_path.is_file():
+            return 0
+        index: dict[str, tuple[Path, int]] = {}
+        for path in local:
+            if path.is_file():
+                for off, _length, sha in content_chunks(path):
+                    index.setdefault(sha, (path, off))
+        count = chunk_count(size, self.chunk_size)
+        filled = bytearray(count)  # bytes of each transfer chunk filled locally
+        covered = [0] * count
+        reused = 0
+        try:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            raise ConfigError(f"{part}: cannot open ({e.strerror})") from e
+        try:
+            os.ftruncate(fd, size)
+            for off, length, sha in chunk_map:
+                hit = index.get(sha)
+                if hit is None or off + length > size:
+                    continue
+                with hit[0].open("rb") as f:
+                    f.seek(hit[1])
+                    data = f.read(length)
+                if hashlib.sha256(data).hexdigest() != sha:
+                    continue
+                os.pwrite(fd, data, off)
+                reused += length
+                first, last = off // self.chunk_size, (off + length - 1) // self.chunk_size
+                for i in range(first, last + 1):
+                    lo = max(off, i * self.chunk_size)
+                    hi = min(off + length, (i + 1) * self.chunk_size, size)
+                    covered[i] += hi - lo
+            for i in range(count):
+                if covered[i] == min(self.chunk_size, size - i * self.chunk_size):
+                    filled[i] = 1
+            _save_have(fd, have_path, size, filled)
+        finally:
+            os.close(fd)
+        return reused
 
     def fetch(self, digest: str, *, size: int | None = None, deadline_s: float = 3600.0,
               progress: Callable[[int, int], None] | None = None,

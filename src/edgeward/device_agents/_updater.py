@@ -13,6 +13,7 @@ signed event (``command.refused``, ``command.accepted``, ``update.progress``, ``
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import shutil
@@ -152,6 +153,25 @@ class Updater:
                            base | {"sha256": reloaded.model.sha256, "reload": reloaded.ok},
                            "info" if reloaded.ok else "error")
 
+    def _seed(self, fetcher: Fetcher, cmd: Command, digest: str, size: int,
+              map_digest: str) -> None:
+        """Delta: fill the download from the artifacts in the slots (best effort)."""
+        try:
+            map_path, _ = fetcher.fetch(map_digest, deadline_s=120)
+            doc = json.loads(map_path.read_bytes())
+            if doc.get("sha256") != digest or doc.get("size") != size:
+                raise ConfigError("the chunk map is for another artifact")
+            chunks = [(int(o), int(n), str(h)) for o, n, h in doc["chunks"]]
+            slots = SlotStore(self.agent.config.state_dir)
+            local = [slots.root / slot / name for slot in ("a", "b")
+                     for name in _artifact_names(slots.root / slot)]
+            reused = fetcher.seed(digest, size, chunks, local)
+        except (EdgewardError, ValueError, KeyError, TypeError) as e:
+            log_event(logging.WARNING, "delta_unavailable", detail=str(e)[:300])
+            return  # a full download then
+        self.agent.report_event("update.delta", {"command_id": cmd.command_id,
+                                                 "reused_bytes": reused, "size": size}, "info")
+
     @contextlib.contextmanager
     def _fetched(self, cmd: Command) -> Iterator[Path]:
         """Fetch a deploy's artifact and signature over MQTT into a private install dir."""
@@ -175,8 +195,11 @@ class Updater:
                                                        "percent": percent}, "info")
 
         size = p.get("size")
-        art, _ = fetcher.fetch(digest, size=size if isinstance(size, int) else None,
-                               progress=progress)
+        size = size if isinstance(size, int) and size >= 0 else None
+        map_digest = p.get("map_digest")
+        if isinstance(map_digest, str) and size is not None:
+            self._seed(fetcher, cmd, digest, size, map_digest)
+        art, _ = fetcher.fetch(digest, size=size, progress=progress)
         sig, _ = fetcher.fetch(statement)
         install = fetcher.dir / f"install-{cmd.command_id}"
         _remove_tree(install)
@@ -188,3 +211,10 @@ class Updater:
         finally:
             _remove_tree(install)
 
+
+
+def _artifact_names(slot: Path) -> list[str]:
+    """The artifact file names in a slot directory (not the signatures)."""
+    if not slot.is_dir():
+        return []
+    return [p.name for p in slot.iterdir() if p.is_file() and not p.name.endswith(".json")]

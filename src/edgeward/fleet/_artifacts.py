@@ -10,6 +10,7 @@ It counts every chunk it sends, so a benchmark can tell how many were sent twice
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ from edgeward.fleet.protocol._transfer import (
     chunk_topic,
     parse_request_topic,
 )
+from edgeward.provenance import content_chunks
 
 __all__ = ["ArtifactServer"]
 
@@ -83,6 +85,25 @@ class ArtifactServer:
             raise ConfigError(f"{artifact}: cannot add it to {self.directory} ({e.strerror})"
                               ) from e
         return digest
+
+    def add_chunk_map(self, artifact: Path, digest: str) -> str:
+        """Store the artifact's content-defined chunk map (for delta updates); returns the
+        map's digest. The map is JSON: ``{"format": 1, "sha256", "size", "chunks": [[offset,
+        length, sha256], ...]}``.
+
+        Raises:
+            ConfigError: the artifact cannot be read or the map written.
+        """
+        doc = {"format": 1, "sha256": digest, "size": Path(artifact).stat().st_size,
+               "chunks": [list(c) for c in content_chunks(Path(artifact))]}
+        tmp = self.directory / f".map-{digest}.json"
+        try:
+            tmp.write_text(json.dumps(doc, separators=(",", ":")))
+            return self.add(tmp)
+        except OSError as e:
+            raise ConfigError(f"{tmp}: cannot write the chunk map ({e.strerror})") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def add_signed(self, artifact: Path) -> tuple[str, str]:
         """Store an artifact and its signature (``ARTIFACT.edgeward.json``); returns both

@@ -28,6 +28,7 @@ May import :mod:`edgeward.errors` only.
 
 from edgeward.provenance._build import build_statement, source_model_from
 from edgeward.provenance._card import ModelCard, model_card, render_card
+from edgeward.provenance._chunks import content_chunks
 from edgeward.provenance._digest import HashConfig
 from edgeward.provenance._dsse import Envelope, canonical_json
 from edgeward.provenance._keys import (
@@ -91,6 +92,7 @@ __all__ = [
     "VerifiedPayload",
     "build_statement",
     "canonical_json",
+    "content_chunks",
     "envelope_path_for",
     "generate_key",
     "load_private_key",
