@@ -438,7 +438,7 @@ def test_iq2_xxs_is_refused_without_a_matrix_and_made_with_ours(
     assert other.read_bytes() != out.read_bytes()
     from llama_cpp import Llama
 
-    llm = Llama(str(out), n_ctx=64, verbose=False)
+    llm = Llama(str(out), n_ctx=64, logits_all=True, verbose=False)  # else scores stay unset
     try:
         llm.eval(llm.tokenize(b"the model", add_bos=True))
         assert np.all(np.isfinite(llm.scores[llm.n_tokens - 1]))

@@ -1,9 +1,10 @@
-"""``edgeward fleet run|serve-artifacts|deploy|enroll|devices|device|health|events|provenance|
-alerts|stats|simulate|broker``."""
+"""``edgeward fleet run|serve-artifacts|deploy|rollout|rollouts|group|enroll|devices|device|
+health|events|provenance|alerts|stats|simulate|broker``."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from edgeward._cli._output import emit, err, json_option, out
+from edgeward._cli._output import emit, err, json_option, out, state
 
 if TYPE_CHECKING:
     from edgeward.fleet import FleetConfig, Store
@@ -176,6 +177,148 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
     emit(as_json, result, lambda: out.print(
         f"deploy {cmd.command_id} (version {cmd.version}) sent to {device_id}; follow it with "
         f"`edgeward fleet events {device_id} --config {config_path}`"))
+
+
+@fleet.group("group")
+def fleet_group() -> None:
+    """Device groups (the targets of rollouts)."""
+
+
+@fleet_group.command("set")
+@click.argument("name")
+@click.argument("devices", nargs=-1, required=True)
+@_CONFIG
+@json_option
+def fleet_group_set(*, name: str, devices: tuple[str, ...], config_path: Path,
+                    as_json: bool) -> None:
+    """Make group NAME exactly DEVICES (each must be enrolled)."""
+    from edgeward.errors import ConfigError
+
+    with _store(config_path) as store:
+        missing = [d for d in devices if store.device(d) is None]
+        if missing:
+            raise ConfigError(f"not enrolled: {', '.join(missing[:5])}; enroll them first")
+        doc = {"name": name, "devices": sorted(set(devices))}
+        store.put_doc("device_groups", name, doc, now=time.time())
+    emit(as_json, doc, lambda: out.print(f"group {name}: {len(doc['devices'])} devices"))
+
+
+@fleet_group.command("list")
+@_CONFIG
+@json_option
+def fleet_group_list(*, config_path: Path, as_json: bool) -> None:
+    """Every group with its devices."""
+    with _store(config_path) as store:
+        rows = [store.get_doc("device_groups", n) or {} for n in store.doc_names("device_groups")]
+    emit(as_json, rows, lambda: _table("Groups", [
+        {"name": r["name"], "devices": len(r["devices"])} for r in rows], ["name", "devices"]))
+
+
+@fleet.command("rollout")
+@click.argument("artifact", required=False,
+                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--to", "group", help="The device group to roll out to.")
+@click.option("--stages", default="5%,25%,100%", show_default=True,
+              help="Cumulative share of the group per wave.")
+@click.option("--max-failure", default="2%", show_default=True,
+              help="Halt and roll the wave back when more of it fails.")
+@click.option("--name", help="The rollout's name (default: derived from the artifact).")
+@click.option("--resume", "resume", metavar="NAME",
+              help="Continue a rollout (e.g. after a manager restart) instead of starting one.")
+@_CONFIG
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="The operator's private key.")
+@click.option("--artifacts-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The artifact server's store (where the artifact is added).")
+@click.option("--wave-timeout", default=600.0, show_default=True,
+              type=click.FloatRange(1, None), help="Seconds a wave may take; devices that "
+              "have not answered by then count as failed.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="Seconds between steps.")
+@json_option
+def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_failure: str,
+                  name: str | None, resume: str | None, config_path: Path, key_path: Path,
+                  artifacts_dir: Path | None, wave_timeout: float, poll: float,
+                  as_json: bool) -> None:
+    """Deploy ARTIFACT to a group in waves; halt and roll the wave back when too many fail.
+
+    Needs `fleet run` (to store the devices' answers) and `fleet serve-artifacts` running.
+    Its state is in the store: stop it any time and continue with --resume NAME.
+    """
+    from edgeward.errors import ConfigError
+    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.fleet._rollout import RolloutDriver, parse_fraction, parse_stages
+    from edgeward.fleet.protocol import connect, encode_command
+    from edgeward.provenance import load_private_key
+
+    cfg = _config(config_path, secrets=True)
+    key = load_private_key(key_path)
+    conn = connect(cfg.broker, client_id=f"edgeward-rollout-{os.getpid()}")
+    conn.client.loop_start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def send(cmd: Any) -> None:
+        wire = encode_command(cmd, key)
+        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
+
+    try:
+        with _store(config_path) as store:
+            driver = RolloutDriver(store, send)
+            if resume:
+                rollout = resume
+                driver.get(rollout)
+            else:
+                if artifact is None or group is None or artifacts_dir is None:
+                    raise ConfigError("give ARTIFACT, --to GROUP and --artifacts-dir (or "
+                                      "--resume NAME)")
+                members = store.get_doc("device_groups", group)
+                if members is None:
+                    raise ConfigError(f"no group {group!r} (make it with `fleet group set`)")
+                server = ArtifactServer(artifacts_dir, cfg.broker)
+                digest, statement = server.add_signed(artifact)
+                params = {"artifact_digest": digest, "statement_digest": statement,
+                          "map_digest": server.add_chunk_map(artifact, digest),
+                          "name": artifact.name, "size": artifact.stat().st_size}
+                rollout = name or f"{artifact.stem}-{digest[:8]}"
+                driver.create(rollout, group=group, devices=members["devices"], params=params,
+                              stages=parse_stages(stages),
+                              max_failure=parse_fraction(max_failure, "--max-failure"),
+                              wave_timeout_s=wave_timeout)
+            doc = driver.run(rollout, poll_s=poll, should_stop=stop.is_set)
+    finally:
+        conn.close()
+    emit(as_json, _rollout_summary(doc), lambda: out.print(
+        f"rollout {doc['name']}: {doc['state']}"
+        + (f" ({doc['halt_reason']})" if doc.get("halt_reason") else "")))
+    if doc["state"] == "halted":
+        from edgeward.errors import RuntimeBackendError
+
+        state.result_printed = True
+        raise RuntimeBackendError(f"rollout {doc['name']} halted: {doc['halt_reason']}")
+
+
+def _rollout_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for st in doc["devices"].values():
+        counts[st["status"]] = counts.get(st["status"], 0) + 1
+    return {"name": doc["name"], "state": doc["state"], "group": doc["group"],
+            "wave": doc["wave"] + 1, "waves": [len(w) for w in doc["waves"]],
+            "halt_reason": doc["halt_reason"], "devices": counts,
+            "artifact_digest": doc["params"].get("artifact_digest")}
+
+
+@fleet.command("rollouts")
+@_CONFIG
+@json_option
+def fleet_rollouts(*, config_path: Path, as_json: bool) -> None:
+    """Every rollout: state, wave, devices by status."""
+    with _store(config_path) as store:
+        rows = [_rollout_summary(store.get_doc("rollouts", n) or {})
+                for n in store.doc_names("rollouts")]
+    emit(as_json, rows, lambda: _table("Rollouts", rows, [
+        "name", "state", "group", "wave", "devices", "halt_reason"]))
 
 
 @fleet.command("enroll")

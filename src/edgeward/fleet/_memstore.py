@@ -39,6 +39,7 @@ class MemoryStore(Store):
         self._transitions: list[dict[str, Any]] = []
         self._alert_list: list[Alert] = []
         self._command_rows: dict[str, list[dict[str, Any]]] = {}
+        self._docs: dict[str, dict[str, str]] = {}
         self._stat_rows: dict[str, dict[str, Any]] = {}
 
     def _enroll(self, new: list[DeviceRecord], replaced: list[DeviceRecord]) -> None:
@@ -150,6 +151,15 @@ class MemoryStore(Store):
 
     def _commands(self, device_id: str, limit: int) -> list[dict[str, Any]]:
         return self._command_rows.get(device_id, [])[::-1][:limit]
+
+    def _put_doc(self, table: str, name: str, text: str, now: float) -> None:
+        self._docs.setdefault(table, {})[name] = text
+
+    def _get_doc(self, table: str, name: str) -> str | None:
+        return self._docs.get(table, {}).get(name)
+
+    def _doc_names(self, table: str) -> list[str]:
+        return list(self._docs.get(table, {}))
 
     def _add_alert(self, alert: Alert, manager: str) -> None:
         self._alert_list.append(alert)

@@ -130,6 +130,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             params TEXT NOT NULL,
             PRIMARY KEY (device_id, version))""",
     ),
+    4: (
+        # Device groups and staged rollouts, each kept as one JSON document per key.
+        """CREATE TABLE device_groups (
+            name TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            updated_at {real} NOT NULL)""",
+        """CREATE TABLE rollouts (
+            name TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            updated_at {real} NOT NULL)""",
+    ),
 }
 LATEST = max(MIGRATIONS)
 

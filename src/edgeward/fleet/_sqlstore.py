@@ -262,6 +262,20 @@ class SqlStore(Store):
                  "issued_at": iso_time(r[4]), "expires_at": iso_time(r[5]),
                  "params": json.loads(r[6])} for r in rows]
 
+    def _put_doc(self, table: str, name: str, text: str, now: float) -> None:
+        self._begin()
+        self._exec(f"INSERT INTO {table} (name, doc, updated_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, "
+                   "updated_at = excluded.updated_at", (name, text, now))
+        self._commit()
+
+    def _get_doc(self, table: str, name: str) -> str | None:
+        row = self._exec(f"SELECT doc FROM {table} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _doc_names(self, table: str) -> list[str]:
+        return [str(r[0]) for r in self._exec(f"SELECT name FROM {table}").fetchall()]
+
     def _add_alert(self, alert: Alert, manager: str) -> None:
         self._begin()
         self._exec("INSERT INTO alerts (device_id, kind, detail, time, manager) "

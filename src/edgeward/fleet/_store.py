@@ -283,6 +283,23 @@ class Store(ABC):
         """The newest ``limit`` commands sent to a device, newest first."""
         return list(self._guard("reading commands", self._commands, device_id, limit))
 
+    def put_doc(self, table: str, name: str, doc: dict[str, Any], *, now: float) -> None:
+        """Store a JSON document under ``name`` in ``device_groups`` or ``rollouts``."""
+        _check_doc_table(table)
+        self._guard("writing a document", self._put_doc, table, name,
+                    json.dumps(doc, sort_keys=True), now)
+
+    def get_doc(self, table: str, name: str) -> dict[str, Any] | None:
+        """The document ``name`` of ``device_groups`` or ``rollouts``, if any."""
+        _check_doc_table(table)
+        text: str | None = self._guard("reading a document", self._get_doc, table, name)
+        return None if text is None else dict(json.loads(text))
+
+    def doc_names(self, table: str) -> list[str]:
+        """The names in ``device_groups`` or ``rollouts``, sorted."""
+        _check_doc_table(table)
+        return sorted(self._guard("listing documents", self._doc_names, table))
+
     def add_alert(self, alert: Alert, *, manager: str) -> None:
         """Record an alert."""
         self._guard("recording an alert", self._add_alert, alert, manager)
@@ -343,6 +360,17 @@ class Store(ABC):
     def _issue_command(self, device_id: str, make: Callable[[int], Command]) -> Command: ...
     @abstractmethod
     def _commands(self, device_id: str, limit: int) -> list[dict[str, Any]]: ...
+    @abstractmethod
+    def _put_doc(self, table: str, name: str, text: str, now: float) -> None: ...
+    @abstractmethod
+    def _get_doc(self, table: str, name: str) -> str | None: ...
+    @abstractmethod
+    def _doc_names(self, table: str) -> list[str]: ...
+
+
+def _check_doc_table(table: str) -> None:
+    if table not in ("device_groups", "rollouts"):
+        raise ConfigError(f"no document table {table!r}")
 
 
 def is_sequenced(m: Message) -> bool:

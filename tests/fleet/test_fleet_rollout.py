@@ -1,0 +1,133 @@
+"""Staged rollouts against a real Mosquitto and a running fleet manager, with simulated devices
+that answer commands: a clean rollout finishes wave by wave; failures injected into one wave
+halt it and roll that wave back, and the later waves are never touched."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from _fleet_helpers import wait_until, write_fleet_toml
+
+from edgeward.cli import main
+from edgeward.errors import ConfigError
+from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
+from edgeward.fleet._broker import MosquittoBroker
+from edgeward.fleet._responder import CommandResponder
+from edgeward.fleet._rollout import RolloutDriver, parse_fraction, parse_stages, plan_waves
+from edgeward.fleet._store import open_store
+from edgeward.fleet.protocol import BrokerOptions, connect, encode_command
+from edgeward.provenance import Role, TrustStore, generate_key
+
+PARAMS = {"artifact_digest": "ab" * 32, "statement_digest": "cd" * 32, "name": "m.gguf",
+          "size": 1000}
+
+
+def test_stages_and_waves() -> None:
+    assert parse_stages("5%,25%,100%") == [0.05, 0.25, 1.0]
+    assert parse_fraction("2%", "x") == 0.02 and parse_fraction("0.5", "x") == 0.5
+    for bad in ("25%,5%,100%", "5%,50%", "0%,100%", "abc"):
+        with pytest.raises(ConfigError):
+            parse_stages(bad)
+    devices = [f"d{i:03d}" for i in range(100)]
+    waves = plan_waves("r1", devices, [0.05, 0.25, 1.0])
+    assert [len(w) for w in waves] == [5, 20, 75]
+    assert sorted(d for w in waves for d in w) == devices  # every device exactly once
+    assert waves == plan_waves("r1", list(reversed(devices)), [0.05, 0.25, 1.0])  # stable
+    assert waves[0] != plan_waves("r2", devices, [0.05, 0.25, 1.0])[0]  # per rollout
+    assert [len(w) for w in plan_waves("r", ["a", "b"], [0.05, 1.0])] == [1, 1]
+
+
+@contextmanager
+def _fleet(tmp: Path, broker: MosquittoBroker, n: int,
+           fail: set[str]) -> Iterator[tuple[Path, CommandResponder, list[str], object]]:
+    toml = write_fleet_toml(tmp / "fleet.toml", broker.url, "fleet.db")
+    keys = {f"dev-{i:03d}": generate_key() for i in range(n)}
+    enroll_devices(load_fleet_config(toml), [(d, k.public_key) for d, k in keys.items()])
+    operator = generate_key()
+    ops = TrustStore.open(tmp / "ops-trust", create=True)
+    ops.add(operator.public_key, [Role.OPERATOR], name="ops")
+    manager = FleetManager(load_fleet_config(toml))
+    responder = CommandResponder(BrokerOptions(url=broker.url), keys, ops,
+                                 fail=lambda d: d in fail)
+    stop = threading.Event()
+    ready_m, ready_r = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=lambda: manager.run(stop=stop, on_ready=ready_m.set),
+                                daemon=True),
+               threading.Thread(target=responder.run,
+                                kwargs={"stop": stop, "on_ready": ready_r.set}, daemon=True)]
+    for t in threads:
+        t.start()
+    assert ready_m.wait(15) and ready_r.wait(15)
+    conn = connect(BrokerOptions(url=broker.url), client_id="rollout-test")
+    conn.client.loop_start()
+
+    def send(cmd: object) -> None:
+        wire = encode_command(cmd, operator)  # type: ignore[arg-type]
+        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(10)
+
+    try:
+        with open_store(str(tmp / "fleet.db")) as store:
+            assert wait_until(lambda: all(
+                (store.device(d) or object()).__getattribute__("state") == "online"
+                for d in keys), 20)
+        yield toml, responder, sorted(keys), send
+    finally:
+        conn.close()
+        stop.set()
+        for t in threads:
+            t.join(30)
+
+
+@pytest.mark.integration
+def test_a_clean_rollout_goes_wave_by_wave_to_done(tmp_path: Path,
+                                                   broker: MosquittoBroker) -> None:
+    with _fleet(tmp_path, broker, 12, set()) as (_toml, responder, devices, send), \
+            open_store(str(tmp_path / "fleet.db")) as store:
+        driver = RolloutDriver(store, send)  # type: ignore[arg-type]
+        driver.create("v2", group="all", devices=devices, params=PARAMS,
+                      stages=[0.25, 0.5, 1.0], max_failure=0.0)
+        doc = driver.run("v2", poll_s=0.1)
+    assert doc["state"] == "done"
+    assert {st["status"] for st in doc["devices"].values()} == {"succeeded"}
+    assert sorted(responder.received) == devices and set(responder.received.values()) == {1}
+    # waves went in order: no device of a later wave got its command before an earlier wave
+    order = [d for d, _ in responder.actions]
+    rank = {d: w for w, wave in enumerate(doc["waves"]) for d in wave}
+    assert [rank[d] for d in order] == sorted(rank[d] for d in order)
+
+
+@pytest.mark.integration
+def test_failures_in_one_wave_halt_it_and_roll_it_back(tmp_path: Path,
+                                                       broker: MosquittoBroker,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    n, stages = 20, [0.1, 0.5, 1.0]
+    devices = [f"dev-{i:03d}" for i in range(n)]
+    waves = plan_waves("v3", devices, stages)
+    fail = set(waves[1][:3])  # 3 of wave 2's 8 devices fail their health check
+    with _fleet(tmp_path, broker, n, fail) as (toml, responder, devices, send), \
+            open_store(str(tmp_path / "fleet.db")) as store:
+        driver = RolloutDriver(store, send)  # type: ignore[arg-type]
+        driver.create("v3", group="all", devices=devices, params=PARAMS, stages=stages,
+                      max_failure=0.2)
+        doc = driver.run("v3", poll_s=0.1)
+        assert doc["state"] == "halted" and "wave 2: 3 of 8" in doc["halt_reason"]
+        status = {d: st["status"] for d, st in doc["devices"].items()}
+        assert {status[d] for d in waves[0]} == {"succeeded"}  # earlier wave kept
+        assert {status[d] for d in fail} == {"failed"}
+        assert {status[d] for d in set(waves[1]) - fail} == {"rolled_back"}
+        for d in set(waves[1]) - fail:
+            assert [a for dev, a in responder.actions if dev == d] == ["deploy", "rollback"]
+        for d in waves[2]:  # the last wave was never touched
+            assert status[d] == "pending" and responder.received[d] == 0
+            assert store.commands(d) == []
+        # the state survives: a new driver (a restarted manager) sees the halted rollout
+        assert RolloutDriver(store, send).step("v3")["state"] == "halted"  # type: ignore[arg-type]
+    capsys.readouterr()
+    assert main(["fleet", "rollouts", "--config", str(toml), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["state"] == "halted" and row["devices"]["pending"] == len(waves[2])
