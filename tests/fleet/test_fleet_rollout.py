@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _fleet_helpers import wait_until, write_fleet_toml
@@ -44,7 +45,7 @@ def test_stages_and_waves() -> None:
 
 @contextmanager
 def _fleet(tmp: Path, broker: MosquittoBroker, n: int,
-           fail: set[str]) -> Iterator[tuple[Path, CommandResponder, list[str], object]]:
+           fail: set[str]) -> Iterator[tuple[Path, CommandResponder, list[str], Any]]:
     toml = write_fleet_toml(tmp / "fleet.toml", broker.url, "fleet.db")
     keys = {f"dev-{i:03d}": generate_key() for i in range(n)}
     enroll_devices(load_fleet_config(toml), [(d, k.public_key) for d, k in keys.items()])
@@ -75,6 +76,7 @@ def _fleet(tmp: Path, broker: MosquittoBroker, n: int,
             assert wait_until(lambda: all(
                 (store.device(d) or object()).__getattribute__("state") == "online"
                 for d in keys), 20)
+        send.operator = operator  # type: ignore[attr-defined]
         yield toml, responder, sorted(keys), send
     finally:
         conn.close()
@@ -131,3 +133,38 @@ def test_failures_in_one_wave_halt_it_and_roll_it_back(tmp_path: Path,
     assert main(["fleet", "rollouts", "--config", str(toml), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["state"] == "halted" and row["devices"]["pending"] == len(waves[2])
+
+
+@pytest.mark.integration
+def test_the_cli_groups_rolls_out_and_resumes(tmp_path: Path, broker: MosquittoBroker,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeward.provenance import sign_artifact, write_key_pair
+
+    publisher = generate_key()
+    artifact = tmp_path / "m.gguf"
+    artifact.write_bytes(b"GGUF" + bytes(5000))
+    sign_artifact(artifact, publisher)
+    with _fleet(tmp_path, broker, 6, set()) as (toml, responder, devices, _send):
+        # the operator key the simulated devices trust, as a key file
+        key = write_key_pair(_send.operator, tmp_path / "ops-key").private_key_path
+        capsys.readouterr()
+        assert main(["fleet", "group", "set", "kiosks", *devices, "--config", str(toml),
+                     "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["devices"] == devices
+        assert main(["fleet", "group", "set", "bad", "nobody", "--config", str(toml)]) == 3
+        capsys.readouterr()
+        code = main(["fleet", "rollout", str(artifact), "--to", "kiosks", "--stages",
+                     "50%,100%", "--max-failure", "0%", "--name", "r1", "--config", str(toml),
+                     "--key", str(key), "--artifacts-dir", str(tmp_path / "store"),
+                     "--poll", "0.1", "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0 and out["state"] == "done" and out["devices"] == {"succeeded": 6}
+        assert out["waves"] == [3, 3] and sorted(responder.received) == devices
+        # resuming a finished rollout changes nothing; a second one with the name is refused
+        assert main(["fleet", "rollout", "--resume", "r1", "--config", str(toml), "--key",
+                     str(key), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == "done"
+        assert main(["fleet", "rollout", str(artifact), "--to", "kiosks", "--name", "r1",
+                     "--config", str(toml), "--key", str(key), "--artifacts-dir",
+                     str(tmp_path / "store")]) == 3
+        assert set(responder.received.values()) == {1}

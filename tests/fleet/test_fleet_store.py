@@ -123,6 +123,27 @@ def test_health_since_keeps_the_reports_made_in_the_window(store: Store,
     assert len(store.health("pi-01")) == 4
 
 
+def test_commands_get_increasing_versions_and_documents_round_trip(store: Store) -> None:
+    from edgeward.fleet.protocol import new_command
+
+    made = [store.issue_command("pi-01", lambda v: new_command("pi-01", "deploy", v, now=T0,
+                                                               params={"n": v}))
+            for _ in range(3)]
+    assert [c.version for c in made] == [1, 2, 3]
+    rows = store.commands("pi-01")
+    assert [r["version"] for r in rows] == [3, 2, 1] and rows[0]["params"] == {"n": 3}
+    assert rows[0]["command_id"] == made[-1].command_id
+    with pytest.raises(ConfigError, match="not enrolled"):
+        store.issue_command("ghost", lambda v: new_command("ghost", "deploy", v))
+    store.put_doc("rollouts", "r1", {"state": "running", "n": 1}, now=T0)
+    store.put_doc("rollouts", "r1", {"state": "done", "n": 2}, now=T0 + 1)
+    store.put_doc("device_groups", "g", {"devices": ["pi-01"]}, now=T0)
+    assert store.get_doc("rollouts", "r1") == {"state": "done", "n": 2}
+    assert store.doc_names("rollouts") == ["r1"] and store.get_doc("rollouts", "r2") is None
+    with pytest.raises(ConfigError, match="no document table"):
+        store.put_doc("devices", "x", {}, now=T0)
+
+
 def test_sqlite_migrates_an_old_store_in_place(tmp_path: Path, device_key: PrivateKey) -> None:
     db = tmp_path / "old.db"
     old = SqliteStore(db, target_version=1)
@@ -133,7 +154,8 @@ def test_sqlite_migrates_an_old_store_in_place(tmp_path: Path, device_key: Priva
     with sqlite3.connect(db) as c:
         assert not c.execute("SELECT name FROM sqlite_master WHERE name = 'alerts'").fetchall()
     new = SqliteStore(db)
-    assert new.schema_version() == LATEST == 2
+    assert new.schema_version() == LATEST == 4
+    assert new.doc_names("rollouts") == [] and new.commands("pi-01") == []  # tables of 3, 4
     assert new.count("health") == 1 and new.device("pi-01") is not None
     new.add_alert(Alert("pi-01", "lost", "gone", T0), manager="m")
     new.close()
