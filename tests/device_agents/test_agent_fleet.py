@@ -26,7 +26,7 @@ from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
 from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
 from edgeward.fleet._store import open_store
 from edgeward.fleet.protocol import BrokerOptions, connect, encode_command, new_command
-from edgeward.provenance import Role, TrustStore, generate_key, write_key_pair
+from edgeward.provenance import Role, TrustStore, generate_key, sign_artifact, write_key_pair
 
 pytestmark = [
     pytest.mark.integration,
@@ -230,7 +230,32 @@ health_interval_s = 60
         with open_store(str(tmp_path / "fleet.db")) as s:
             assert s.commands("pi-09")[0]["command_id"] == sent["command_id"]
         assert server.counters["chunks_sent"] >= 2  # the artifact and its signature
+        # set-config: limits change now and survive a restart; trust settings cannot be set
+        assert main(["fleet", "set-config", "max_queue=3", "max_tokens_cap=512", "--device",
+                     "pi-09", "--config", str(fleet_toml), "--key", str(ops.private_key_path),
+                     "--json"]) == 0
+        assert _until(lambda: agent.config.max_queue == 3 and agent.engine.max_queue == 3)
+        assert agent.config.max_tokens_cap == 512
+        assert main(["fleet", "set-config", "allow_unsigned=true", "--device", "pi-09",
+                     "--config", str(fleet_toml), "--key", str(ops.private_key_path)]) == 0
+        # set-policy: a signed policy is fetched, verified and put in force
+        import edgeward.safety
+
+        policy = tmp_path / "strict.toml"
+        policy.write_bytes((Path(edgeward.safety.__file__).parent / "policies" /
+                            "default.toml").read_bytes())
+        sign_artifact(policy, signed_tiny.key)
+        assert main(["fleet", "set-policy", str(policy), "--device", "pi-09", "--config",
+                     str(fleet_toml), "--key", str(ops.private_key_path), "--artifacts-dir",
+                     str(tmp_path / "artifacts"), "--json"]) == 0
+        assert _until(lambda: str(agent.config.safety_policy).endswith("strict.toml"), 30)
+        assert type(agent.safety_filter).__name__ != "PassThroughFilter"
+        assert agent.metrics.value("edgeward_agent_commands_total", result="accepted",
+                                   reason="set-config") == 2
     finally:
         agent.close()
         stop.set()
         t.join(10)
+    again = Agent(load_agent_config(config))  # a restart keeps what the operator set
+    assert again.config.max_queue == 3 and again.config.allow_unsigned is False
+    assert str(again.config.safety_policy).endswith("strict.toml")

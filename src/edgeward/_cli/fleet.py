@@ -1,5 +1,5 @@
-"""``edgeward fleet run|serve-artifacts|deploy|rollout|rollouts|group|enroll|devices|device|
-health|events|provenance|alerts|stats|simulate|broker``."""
+"""``edgeward fleet run|serve-artifacts|deploy|set-config|set-policy|rollout|rollouts|group|
+enroll|devices|device|health|events|provenance|alerts|stats|simulate|broker``."""
 
 from __future__ import annotations
 
@@ -147,7 +147,6 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
     """Send DEVICE a signed command to fetch ARTIFACT over MQTT and install it through its
     A/B slots (the device verifies it, health-checks it, and commits or rolls back)."""
     from edgeward.fleet._artifacts import ArtifactServer
-    from edgeward.fleet.protocol import connect, encode_command, new_command
     from edgeward.provenance import TrustStore, load_private_key, verify_artifact
 
     cfg = _config(config_path, secrets=True)
@@ -161,22 +160,90 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
               "size": artifact.stat().st_size}
     if delta:  # the content-defined chunk map lets the device reuse what it already holds
         params["map_digest"] = server.add_chunk_map(artifact, digest)
-    with _store(config_path) as store:
-        cmd = store.issue_command(device_id, lambda v: new_command(
-            device_id, "deploy", v, params=params, lifetime_s=lifetime))
-    wire = encode_command(cmd, key)
-    conn = connect(cfg.broker, client_id=f"edgeward-deploy-{cmd.command_id}")
-    try:
-        conn.client.loop_start()
-        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
-    finally:
-        conn.close()
+    cmd = _send_command(config_path, cfg, key, device_id, "deploy", params, lifetime)
     result = {"command_id": cmd.command_id, "version": cmd.version, "device_id": device_id,
               "artifact_digest": digest, "statement_digest": statement,
               "map_digest": params.get("map_digest"), "expires_at": cmd.expires_at}
     emit(as_json, result, lambda: out.print(
         f"deploy {cmd.command_id} (version {cmd.version}) sent to {device_id}; follow it with "
         f"`edgeward fleet events {device_id} --config {config_path}`"))
+
+
+def _send_command(config_path: Path, cfg: FleetConfig, key: Any, device_id: str, action: str,
+                  params: dict[str, Any], lifetime: float) -> Any:
+    """Record the device's next command in the store, sign it, publish it (QoS 1)."""
+    from edgeward.fleet.protocol import connect, encode_command, new_command
+
+    with _store(config_path) as store:
+        cmd = store.issue_command(device_id, lambda v: new_command(
+            device_id, action, v, params=params, lifetime_s=lifetime))
+    wire = encode_command(cmd, key)
+    conn = connect(cfg.broker, client_id=f"edgeward-{action}-{cmd.command_id}")
+    try:
+        conn.client.loop_start()
+        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
+    finally:
+        conn.close()
+    return cmd
+
+
+_KEY = click.option("--key", "key_path", required=True,
+                    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                    help="The operator's private key.")
+
+
+@fleet.command("set-config")
+@click.argument("settings", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--device", "device_id", required=True, help="The device.")
+@_CONFIG
+@_KEY
+@json_option
+def fleet_set_config(*, settings: tuple[str, ...], device_id: str, config_path: Path,
+                     key_path: Path, as_json: bool) -> None:
+    """Change a device's limits by signed command (max_queue=4 max_tokens_cap=512 ...)."""
+    import json as _json
+
+    from edgeward.errors import ConfigError
+    from edgeward.provenance import load_private_key
+
+    changes: dict[str, Any] = {}
+    for item in settings:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{item!r} is not KEY=VALUE")
+        try:
+            changes[k] = _json.loads(v)
+        except ValueError:
+            changes[k] = v
+    cfg = _config(config_path, secrets=True)
+    cmd = _send_command(config_path, cfg, load_private_key(key_path), device_id, "set-config",
+                        {"changes": changes}, 3600.0)
+    emit(as_json, {"command_id": cmd.command_id, "version": cmd.version},
+         lambda: out.print(f"set-config {cmd.command_id} sent to {device_id}"))
+
+
+@fleet.command("set-policy")
+@click.argument("policy", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--device", "device_id", required=True, help="The device.")
+@_CONFIG
+@_KEY
+@click.option("--artifacts-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The artifact server's store (the device fetches the policy from it).")
+@json_option
+def fleet_set_policy(*, policy: Path, device_id: str, config_path: Path, key_path: Path,
+                     artifacts_dir: Path, as_json: bool) -> None:
+    """Send a device a signed safety policy (POLICY.toml with POLICY.toml.edgeward.json)."""
+    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.provenance import load_private_key
+
+    cfg = _config(config_path, secrets=True)
+    digest, statement = ArtifactServer(artifacts_dir, cfg.broker).add_signed(policy)
+    cmd = _send_command(config_path, cfg, load_private_key(key_path), device_id, "set-policy",
+                        {"name": policy.name, "policy_digest": digest,
+                         "statement_digest": statement}, 3600.0)
+    emit(as_json, {"command_id": cmd.command_id, "version": cmd.version,
+                   "policy_digest": digest},
+         lambda: out.print(f"set-policy {cmd.command_id} sent to {device_id}"))
 
 
 @fleet.group("group")

@@ -37,6 +37,7 @@ from edgeward.device_agents._log import log_event
 from edgeward.device_agents._metrics import Metrics
 from edgeward.device_agents._policy import safety_filter_for
 from edgeward.device_agents._probe import probe_artifact
+from edgeward.device_agents._remote import apply_remote
 from edgeward.device_agents._server import AgentServer, bind_socket
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._telemetry import TelemetryClient
@@ -95,6 +96,7 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, config_path: Path | None = None,
                  safety_filter: SafetyFilter | None = None) -> None:
+        config = apply_remote(config)  # what operators set by signed command
         self._config = config
         self._config_path = config_path
         self._injected_filter = safety_filter
@@ -251,6 +253,20 @@ class Agent:
         """Admit (or refuse) one received command and apply it (see :class:`Updater`)."""
         return self.updater.handle(topic, payload)
 
+    def apply_settings(self, cfg: AgentConfig, *, policy_changed: bool = False) -> None:
+        """Put a remotely changed configuration in force now (limits; and, with
+        ``policy_changed``, the safety filter of its ``safety_policy``, verified first).
+
+        Raises:
+            ConfigError, SignatureError: the new policy cannot be loaded (nothing changes).
+        """
+        with self._reload_lock:
+            flt = self._safety_filter(cfg) if policy_changed else self._filter
+            if self._engine is not None:
+                self._engine.max_queue = cfg.max_queue
+            self._config, self._filter = cfg, flt
+        log_event(logging.INFO, "settings_applied", policy_changed=policy_changed)
+
     def report_event(self, event: str, data: dict[str, Any], severity: str) -> None:
         """Publish a signed event when telemetry is on (never raises)."""
         self._report_event(event, data, severity)
@@ -326,8 +342,8 @@ class Agent:
                                 "another reload is in progress")
         try:
             try:
-                cfg = (load_agent_config(self._config_path) if self._config_path is not None
-                       else self._config)
+                cfg = (apply_remote(load_agent_config(self._config_path))
+                       if self._config_path is not None else self._config)
                 flt = self._injected_filter or self._safety_filter(cfg)
                 model = self._load(cfg, at="reload")
             except EdgewardError as e:

@@ -13,6 +13,7 @@ signed event (``command.refused``, ``command.accepted``, ``update.progress``, ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -20,12 +21,13 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT
 from edgeward.device_agents._fetch import Fetcher
 from edgeward.device_agents._log import log_event
+from edgeward.device_agents._remote import SETTABLE, load_remote, save_remote
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._verified import _remove_tree
 from edgeward.errors import CommandRefusedError, ConfigError, EdgewardError
@@ -121,10 +123,15 @@ class Updater:
     def _apply(self, cmd: Command) -> None:
         cfg = self.agent.config
         base = {"command_id": cmd.command_id, "action": cmd.action}
-        if cmd.action not in ("rollback", "deploy"):
-            self.agent.report_event("command.failed", base | {
-                "reason": "unsupported_action",
-                "detail": f"this agent does not apply {cmd.action!r} commands yet"}, "error")
+        if cmd.action in ("set-config", "set-policy"):
+            try:
+                done = (self._set_config(cmd) if cmd.action == "set-config"
+                        else self._set_policy(cmd))
+            except EdgewardError as e:
+                self.agent.report_event("command.failed", base | {
+                    "reason": e.kind, "detail": str(e)[:1000]}, "error")
+                return
+            self.agent.report_event("command.done", base | done, "info")
             return
         if cfg.artifact != SLOTS_ARTIFACT or cfg.trust_store is None:
             self.agent.report_event("command.failed", base | {
@@ -152,6 +159,47 @@ class Updater:
         self.agent.report_event("command.done" if reloaded.ok else "command.failed",
                            base | {"sha256": reloaded.model.sha256, "reload": reloaded.ok},
                            "info" if reloaded.ok else "error")
+
+    def _set_config(self, cmd: Command) -> dict[str, Any]:
+        """``set-config``: ``params.changes`` of the settable limits, validated, kept."""
+        changes = cmd.params.get("changes")
+        if not isinstance(changes, dict) or not changes:
+            raise ConfigError("set-config needs params.changes: {key: value}")
+        refused = sorted(set(changes) - set(SETTABLE))
+        if refused:
+            raise ConfigError(f"set-config: {refused} cannot be set remotely; only "
+                              f"{', '.join(SETTABLE)}")
+        cfg = dataclasses.replace(self.agent.config, **changes)  # validates
+        doc = load_remote(cfg.state_dir)
+        doc["config"] = {**doc["config"], **changes}
+        save_remote(cfg.state_dir, doc)
+        self.agent.apply_settings(cfg)
+        return {"changes": dict(changes)}
+
+    def _set_policy(self, cmd: Command) -> dict[str, Any]:
+        """``set-policy``: fetch a signed policy and its signature, verify, put in force."""
+        p = cmd.params
+        name, digest, statement = p.get("name"), p.get("policy_digest"), \
+            p.get("statement_digest")
+        telemetry = self.agent.config.telemetry
+        if telemetry is None or not all(isinstance(v, str) for v in (name, digest, statement)) \
+                or "/" in str(name) or str(name).startswith("."):
+            raise ConfigError("set-policy needs [telemetry] and params name, policy_digest and "
+                              "statement_digest")
+        assert isinstance(name, str) and isinstance(digest, str) and isinstance(statement, str)
+        fetcher = Fetcher(self.agent.config.state_dir, telemetry.broker, telemetry.device_id)
+        policy, _ = fetcher.fetch(digest, deadline_s=300)
+        sig, _ = fetcher.fetch(statement, deadline_s=300)
+        home = self.agent.config.state_dir / "policies" / digest[:16]
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(policy, home / name)
+        shutil.copyfile(sig, home / f"{name}.edgeward.json")
+        cfg = dataclasses.replace(self.agent.config, safety_policy=str(home / name))
+        self.agent.apply_settings(cfg, policy_changed=True)  # verifies before anything changes
+        doc = load_remote(cfg.state_dir)
+        doc["safety_policy"] = str(home / name)
+        save_remote(cfg.state_dir, doc)
+        return {"policy_digest": digest}
 
     def _seed(self, fetcher: Fetcher, cmd: Command, digest: str, size: int,
               map_digest: str) -> None:

@@ -1,0 +1,78 @@
+"""Settings an operator changed by signed command (``set-config``, ``set-policy``).
+
+They are kept in ``STATE/remote.json`` and laid over the configuration file at every start and
+reload, so a device keeps what the fleet told it across restarts, until the next command says
+otherwise (editing the file's own keys does not undo them: the command is the later word).
+Only the operational limits below may be set remotely; what decides trust (the artifact, the
+trust store, keys, ``allow_unsigned``) never can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgeward.device_agents._config import AgentConfig
+from edgeward.errors import ConfigError
+
+__all__ = ["SETTABLE", "apply_remote", "load_remote", "save_remote"]
+
+SETTABLE = ("max_queue", "max_body_bytes", "max_tokens_cap", "default_max_tokens",
+            "shutdown_deadline_s", "model_name")
+
+
+def _path(state_dir: Path) -> Path:
+    return Path(state_dir) / "remote.json"
+
+
+def load_remote(state_dir: Path) -> dict[str, Any]:
+    """``{"config": {...}, "safety_policy": PATH | None}`` (empty when nothing was set).
+
+    Raises:
+        ConfigError: the file is unreadable.
+    """
+    try:
+        doc = json.loads(_path(state_dir).read_bytes())
+    except FileNotFoundError:
+        return {"config": {}, "safety_policy": None}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{_path(state_dir)}: unreadable ({e}); restore or remove it") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
+        raise ConfigError(f"{_path(state_dir)}: not a remote-settings file")
+    return {"config": dict(doc.get("config", {})), "safety_policy": doc.get("safety_policy")}
+
+
+def save_remote(state_dir: Path, doc: dict[str, Any]) -> None:
+    """Write the remote settings atomically (fsync'd).
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    path = _path(state_dir)
+    tmp = path.with_name(".remote.json.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tmp.open("wb") as f:
+            f.write(json.dumps(doc, sort_keys=True).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write ({e.strerror})") from e
+
+
+def apply_remote(cfg: AgentConfig) -> AgentConfig:
+    """``cfg`` with the remote settings of its state directory laid over it.
+
+    Raises:
+        ConfigError: a stored setting is no longer valid for this configuration.
+    """
+    doc = load_remote(cfg.state_dir)
+    changes = {k: v for k, v in doc["config"].items() if k in SETTABLE}
+    if doc.get("safety_policy") and Path(doc["safety_policy"]).is_file():
+        changes["safety_policy"] = doc["safety_policy"]
+    return dataclasses.replace(cfg, **changes) if changes else cfg
