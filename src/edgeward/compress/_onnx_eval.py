@@ -64,7 +64,7 @@ def encoder_quality(reference: Path, candidate: Path,
     def neighbours(v: np.ndarray) -> np.ndarray:
         sim = v @ v.T
         np.fill_diagonal(sim, -np.inf)
-        return np.argmax(sim, axis=1)
+        return np.asarray(np.argmax(sim, axis=1))
 
     same = neighbours(ref) == neighbours(cand)
     return {"sentences": len(sentences), "cosine_mean": round(float(cos.mean()), 6),
