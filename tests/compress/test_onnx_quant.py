@@ -65,3 +65,29 @@ def test_reduce_range_follows_the_cpu() -> None:
     pi = resolve_profile("raspberry-pi-5-8gb")
     assert reduce_range_for(pi) is ("neon" not in pi.cpu_features
                                     and "dotprod" not in pi.cpu_features)
+
+
+def test_the_cli_compresses_onnx_and_hugging_face_directories(
+        minilm_onnx: Path, minilm_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from edgeward.cli import main
+
+    capsys.readouterr()
+    assert main(["compress", str(minilm_onnx), "--format", "onnx", "--type", "int8-dynamic",
+                 "--out", str(tmp_path / "q8"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["size_ratio"] < 0.4 and report["quality"]["cosine_mean"] >= 0.98
+    assert json.loads((tmp_path / "q8" / "compression-report.json").read_text()) == report
+    # a Hugging Face directory is exported first; the fp32 export is kept as the reference
+    assert main(["compress", str(minilm_dir), "--format", "onnx", "--type", "fp16", "--out",
+                 str(tmp_path / "h"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "feature-extraction" and (tmp_path / "h.fp32" / "model.onnx").is_file()
+    assert report["quality"]["cosine_mean"] >= 0.999
+    for bad in (["--type", "Q4_K_M"], []):
+        assert main(["compress", str(minilm_onnx), "--format", "onnx", "--out",
+                     str(tmp_path / "x"), *bad]) == 3
+    assert main(["compress", str(minilm_onnx), "--format", "onnx", "--type", "int8-dynamic",
+                 "--out", str(tmp_path / "q8")]) == 3  # exists: --force to replace

@@ -87,6 +87,54 @@ def _reporter(quiet: bool) -> Iterator[Any]:
         reporter.finish()
 
 
+def _check_gguf_args(src: Path, qtype: str | None, profile: str | None,
+                     out_path: Path | None, *, plan: bool) -> None:
+    if not qtype and not profile:
+        raise ConfigError("say what to make: --type TYPE, or --profile NAME to choose a recipe")
+    if plan and not profile:
+        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
+    if not plan and out_path is None:
+        raise ConfigError("--out PATH is required (where to write the artifact)")
+    if not src.is_file():
+        raise ConfigError(f"{src}: no such model file")
+
+
+def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
+              calibration_text: Path | None, no_eval: bool, force: bool,
+              as_json: bool) -> None:
+    """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
+    from edgeward.compress._onnx_pipeline import compress_onnx
+    from edgeward.compress._onnx_quant import ONNX_KINDS
+    from edgeward.hardware_profiles import resolve_profile
+
+    if qtype not in ONNX_KINDS:
+        raise ConfigError(f"--format onnx needs --type, one of {', '.join(ONNX_KINDS)}")
+    if out_path is None:
+        raise ConfigError("--out DIR is required (the ONNX model directory to write)")
+    texts = None
+    if calibration_text is not None:
+        try:
+            raw = calibration_text.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{calibration_text}: cannot read ({e.strerror})") from e
+        texts = [p.strip() for p in raw.split("\n\n") if p.strip()][:64]
+    elif qtype == "int8-static":
+        from pydoc_data import topics  # the built-in default text, as for GGUF
+
+        texts = [topics.topics[k][:600] for k in sorted(topics.topics)[:32]]
+    report = compress_onnx(src, out_path, qtype,
+                           profile=resolve_profile(profile) if profile else None,
+                           calibration_texts=texts, evaluate=not no_eval, force=force)
+
+    def human() -> None:
+        q = report["quality"]
+        out.print(f"wrote {report['out']} ({report['type']}, {report['size_ratio']:.2f} of "
+                  f"fp32)" + (f"; cosine vs fp32 mean {q['cosine_mean']:.4f}, nearest "
+                              f"neighbours {q['nearest_neighbour_agreement']:.0%}" if q else ""))
+
+    emit(as_json, report, human)
+
+
 def parse_size(text: str) -> int:
     """``"80MB"``, ``"100MiB"``, ``"1.5G"`` or plain bytes -> bytes."""
     m = _SIZE.match(text)
@@ -130,6 +178,9 @@ def parse_size(text: str) -> int:
 @click.option("--no-cache", is_flag=True, help="Do not cache reference logits.")
 @click.option("--threads", type=click.IntRange(1), help="Threads [default: all cores].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
+@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf",
+              show_default=True, help="onnx: SRC is an ONNX or Hugging Face model directory "
+              "(or a GGUF to export) and --type one of int8-dynamic, int8-static, int4, fp16.")
 @json_option
 def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None, plan: bool,
         candidates: str | None, context: int | None, headroom: float, max_kld: float | None,
@@ -137,7 +188,7 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         output_type: str | None, embedding_type: str | None, overrides: tuple[str, ...],
         pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
         eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
-        as_json: bool) -> None:
+        fmt: str, as_json: bool) -> None:
     """Quantize SRC (a GGUF model) with llama.cpp and measure the result.
 
     \b
@@ -158,14 +209,10 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     )
     from edgeward.hardware_profiles import resolve_profile
 
-    if not qtype and not profile:
-        raise ConfigError("say what to make: --type TYPE, or --profile NAME to choose a recipe")
-    if plan and not profile:
-        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
-    if not plan and out_path is None:
-        raise ConfigError("--out PATH is required (where to write the artifact)")
-    if not src.is_file():
-        raise ConfigError(f"{src}: no such model file")
+    if fmt == "onnx":
+        _run_onnx(src, qtype, profile, out_path, calibration_text, no_eval, force, as_json)
+        return
+    _check_gguf_args(src, qtype, profile, out_path, plan=plan)
     options = CompressOptions(
         eval_text=eval_text, evaluate=not no_eval,
         eval=EvalConfig(n_ctx=eval_ctx, eval_tokens=eval_tokens, threads=threads),
