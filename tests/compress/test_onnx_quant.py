@@ -91,3 +91,18 @@ def test_the_cli_compresses_onnx_and_hugging_face_directories(
                      str(tmp_path / "x"), *bad]) == 3
     assert main(["compress", str(minilm_onnx), "--format", "onnx", "--type", "int8-dynamic",
                  "--out", str(tmp_path / "q8")]) == 3  # exists: --force to replace
+
+
+def test_a_causal_lm_is_measured_like_the_gguf_path(smollm2_onnx: Path, tmp_path: Path) -> None:
+    from edgeward.compress._onnx_eval import lm_quality
+
+    text = ("The history of bridges begins with fallen trees across streams. Stone arches "
+            "carried Roman roads; iron and then steel let spans grow longer. ") * 40
+    same = lm_quality(smollm2_onnx, smollm2_onnx, text, n_ctx=128, max_tokens=512)
+    assert same["kld_mean"] < 1e-6 and same["top1_agreement"] == 1.0
+    assert same["ppl"] == same["ppl_reference"] and same["tokens_scored"] > 100
+    q8 = quantize_onnx(smollm2_onnx, tmp_path / "q8", "int8-dynamic")
+    got = lm_quality(smollm2_onnx, q8, text, n_ctx=128, max_tokens=512)
+    assert 0 < got["kld_mean"] < 1.0 and got["top1_agreement"] > 0.5, got
+    with pytest.raises(ConfigError, match="less than one chunk"):
+        lm_quality(smollm2_onnx, q8, "too short", n_ctx=128)

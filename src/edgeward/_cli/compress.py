@@ -100,8 +100,8 @@ def _check_gguf_args(src: Path, qtype: str | None, profile: str | None,
 
 
 def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
-              calibration_text: Path | None, no_eval: bool, force: bool,
-              as_json: bool) -> None:
+              calibration_text: Path | None, eval_text: Path | None, no_eval: bool,
+              force: bool, as_json: bool) -> None:
     """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
     from edgeward.compress._onnx_pipeline import compress_onnx
     from edgeward.compress._onnx_quant import ONNX_KINDS
@@ -122,15 +122,23 @@ def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path 
         from pydoc_data import topics  # the built-in default text, as for GGUF
 
         texts = [topics.topics[k][:600] for k in sorted(topics.topics)[:32]]
+    try:
+        evaluation = eval_text.read_text(encoding="utf-8") if eval_text is not None else None
+    except OSError as e:
+        raise ConfigError(f"{eval_text}: cannot read ({e.strerror})") from e
     report = compress_onnx(src, out_path, qtype,
                            profile=resolve_profile(profile) if profile else None,
-                           calibration_texts=texts, evaluate=not no_eval, force=force)
+                           calibration_texts=texts, evaluate=not no_eval,
+                           eval_text=evaluation, force=force)
 
     def human() -> None:
-        q = report["quality"]
+        q = report["quality"] or {}
+        detail = (f"; cosine vs fp32 mean {q['cosine_mean']:.4f}, nearest neighbours "
+                  f"{q['nearest_neighbour_agreement']:.0%}" if "cosine_mean" in q else
+                  f"; PPL {q['ppl']} (fp32 {q['ppl_reference']}), KLD {q['kld_mean']}, top-1 "
+                  f"{q['top1_agreement']:.1%}" if "ppl" in q else "")
         out.print(f"wrote {report['out']} ({report['type']}, {report['size_ratio']:.2f} of "
-                  f"fp32)" + (f"; cosine vs fp32 mean {q['cosine_mean']:.4f}, nearest "
-                              f"neighbours {q['nearest_neighbour_agreement']:.0%}" if q else ""))
+                  f"fp32){detail}")
 
     emit(as_json, report, human)
 
@@ -210,7 +218,8 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     from edgeward.hardware_profiles import resolve_profile
 
     if fmt == "onnx":
-        _run_onnx(src, qtype, profile, out_path, calibration_text, no_eval, force, as_json)
+        _run_onnx(src, qtype, profile, out_path, calibration_text, eval_text, no_eval, force,
+                  as_json)
         return
     _check_gguf_args(src, qtype, profile, out_path, plan=plan)
     options = CompressOptions(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeward.compress._onnx_eval import encoder_quality
+from edgeward.compress._onnx_eval import encoder_quality, lm_quality
 from edgeward.compress._onnx_export import OnnxTask, export_onnx, gguf_to_hf_dir
 from edgeward.compress._onnx_quant import OnnxKind, quantize_onnx
 from edgeward.errors import ConfigError
@@ -39,6 +39,13 @@ def _task_of(hf_dir: Path) -> OnnxTask:
     return "text-generation-with-past" if causal else "feature-extraction"
 
 
+def _default_eval_text() -> str:
+    """The built-in evaluation text (CPython's pydoc topics, as for GGUF)."""
+    from pydoc_data import topics
+
+    return "\n\n".join(topics.topics[k] for k in sorted(topics.topics)[-60:])
+
+
 def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -46,7 +53,7 @@ def _dir_size(path: Path) -> int:
 def compress_onnx(src: Path, out: Path, kind: OnnxKind, *,
                   profile: HardwareProfile | None = None,
                   calibration_texts: Sequence[str] | None = None, evaluate: bool = True,
-                  force: bool = False) -> dict[str, Any]:
+                  eval_text: str | None = None, force: bool = False) -> dict[str, Any]:
     """Make the ONNX artifact ``out`` of ``src`` (see the module docstring).
 
     Returns:
@@ -87,8 +94,12 @@ def compress_onnx(src: Path, out: Path, kind: OnnxKind, *,
     }
     report["size_ratio"] = round(report["size_bytes"] / max(report["reference_size_bytes"], 1),
                                  4)
-    report["quality"] = (encoder_quality(reference, out)
-                         if evaluate and task == "feature-extraction" else None)
+    if not evaluate:
+        report["quality"] = None
+    elif task == "feature-extraction":
+        report["quality"] = encoder_quality(reference, out)
+    else:  # PPL, KLD and top-1 against fp32, as the GGUF path defines them
+        report["quality"] = lm_quality(reference, out, eval_text or _default_eval_text())
     report["seconds"] = round(time.perf_counter() - started, 2)
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeward.errors import ArtifactError, ConfigError
+from edgeward.errors import ArtifactError, ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes._base import (
     ChatMessage,
@@ -186,6 +186,29 @@ class OnnxRuntime(Runtime):
             history.append(token)
             step_ids = [token]
             yield text.add(token)
+
+    def sequence_logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """The logits at every position of ``token_ids`` (one pass, empty KV cache): shape
+        ``(len(token_ids), vocab)``, float32. For quality evaluation of causal LMs.
+
+        Raises:
+            RuntimeBackendError: not a causal LM, or ONNX Runtime failed.
+        """
+        self._require_loaded()
+        if "generate" not in self.capabilities:
+            raise RuntimeBackendError("sequence_logits needs a causal LM (an encoder has none)")
+        n = len(token_ids)
+        feeds: dict[str, Any] = {
+            "input_ids": np.array([list(token_ids)], dtype=np.int64),
+            "attention_mask": np.ones((1, n), dtype=np.int64),
+            **{name: np.zeros((1, heads, 0, dim), dtype=self._kv_dtype)
+               for name, _, heads, dim in self._kv}}
+        if "position_ids" in self._inputs:
+            feeds["position_ids"] = np.arange(n, dtype=np.int64)[None]
+        with self._translating("evaluating"):
+            names = [o.name for o in self._session.get_outputs()]
+            logits = self._session.run([names[names.index("logits")]], feeds)[0]
+        return np.asarray(logits[0], dtype=np.float32)
 
     def _format_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, tuple[str, ...]]:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
