@@ -146,6 +146,11 @@ def test_shutdown_cancels_what_outlives_the_deadline(make_agent: AgentFactory) -
         elapsed = time.monotonic() - started
         text = in_flight.result(timeout=30)
     assert elapsed < 5.0  # the deadline (0.3 s) and the server's tick, not ~5 s of tokens
+    # The connection closes as the server exits: under load the client may get the final
+    # "data: [DONE]" cut short (seen once in a full run); the error event before it counts.
+    head, _, last = text.rstrip("\n").rpartition("\n\n")
+    if last.startswith("data: [D") and last != "data: [DONE]":
+        text = head + "\n\n"
     events = sse(text)
     assert events[-1]["error"]["code"] == "shutting_down"  # a clean error event, then the end
     assert running.agent.metrics.value("edgeward_agent_generations_total",
