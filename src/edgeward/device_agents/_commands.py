@@ -22,13 +22,13 @@ signed event.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeward.device_agents._files import atomic_write
 from edgeward.errors import CommandRefusedError, ConfigError, RejectedMessageError
 from edgeward.fleet.protocol import MAX_COMMAND_LIFETIME_S, Command, decode_command
 from edgeward.provenance import TrustStore
@@ -147,20 +147,5 @@ class CommandGate:
                            if exp >= keep and exp <= now + MAX_COMMAND_LIFETIME_S + CLOCK_SKEW_S}
 
     def _save(self, state: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with tmp.open("wb") as f:
-                f.write(json.dumps(state, sort_keys=True).encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self.path)
-            fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise ConfigError(f"{self.path}: cannot write ({e.strerror}); the command was "
-                              "not admitted") from e
+        atomic_write(self.path, json.dumps(state, sort_keys=True).encode("utf-8"),
+                     consequence="; the command was not admitted")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeward.device_agents._files import atomic_write
 from edgeward.device_agents._log import log_event
 from edgeward.errors import ChannelError, ConfigError, DigestMismatchError, RejectedMessageError
 from edgeward.fleet.protocol import BrokerOptions, connect
@@ -337,14 +338,9 @@ def _save_have(fd: int, path: Path, total: int, have: bytearray) -> None:
         return
     try:
         os.fsync(fd)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(total.to_bytes(8, "big") + bytes(have))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot record download progress ({e.strerror})") from e
+    atomic_write(path, total.to_bytes(8, "big") + bytes(have))
 
 
 def _sha256(path: Path) -> str:

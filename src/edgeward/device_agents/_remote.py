@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from edgeward.device_agents._config import AgentConfig
+from edgeward.device_agents._files import atomic_write
 from edgeward.errors import ConfigError
 
 __all__ = ["SETTABLE", "apply_remote", "load_remote", "save_remote"]
@@ -51,18 +51,7 @@ def save_remote(state_dir: Path, doc: dict[str, Any]) -> None:
     Raises:
         ConfigError: the file cannot be written.
     """
-    path = _path(state_dir)
-    tmp = path.with_name(".remote.json.tmp")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tmp.open("wb") as f:
-            f.write(json.dumps(doc, sort_keys=True).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write ({e.strerror})") from e
+    atomic_write(_path(state_dir), json.dumps(doc, sort_keys=True).encode())
 
 
 def apply_remote(cfg: AgentConfig) -> AgentConfig:

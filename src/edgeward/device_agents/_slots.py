@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeward.device_agents._files import atomic_write, fsync_dir
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._verified import (
     _make_read_only,
@@ -246,7 +247,7 @@ class SlotStore:
             slot_dir = self.root / target
             _remove_tree(slot_dir)
             staging.rename(slot_dir)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except BaseException:
             _remove_tree(staging)
             self._clear_journal()
@@ -294,7 +295,7 @@ class SlotStore:
             self._write_pointer(previous)
         elif pointer is not None and pointer.trial:
             self.pointer_path.unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self._clear_journal()
         self._on_step("rolled_back")
         log_event(logging.WARNING, "update_rolled_back", reason=reason,
@@ -377,7 +378,7 @@ class SlotStore:
     def _clear_journal(self) -> None:
         try:
             self.journal_path.unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as e:
             raise ConfigError(f"{self.journal_path}: cannot remove ({e.strerror})") from e
 
@@ -406,25 +407,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(json.dumps(data, sort_keys=True).encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        _fsync_dir(path.parent)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write ({e.strerror})") from e
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, json.dumps(data, sort_keys=True).encode("utf-8"))
 
 
 def _fsync_tree(root: Path) -> None:
@@ -435,4 +418,4 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
