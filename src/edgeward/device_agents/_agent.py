@@ -459,12 +459,12 @@ class Agent:
 
     def close(self) -> None:
         """Stop the worker, unload the model and release the state directory."""
+        self.updater.stop()  # an update may still reload: the engine must be there
+        if self.telemetry is not None:  # while the model is loaded, so the last health
+            self.telemetry.stop()  # report still names it; what is undelivered stays spooled
         if self._engine is not None:
             self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
             self._engine = None
-        self.updater.stop()
-        if self.telemetry is not None:
-            self.telemetry.stop()  # deliver what it can; the rest waits in the spool
         self._close_audit()
         self._store.close()
         log_event(logging.INFO, "stopped", uptime_s=round(time.monotonic() - self.started_at, 3))
