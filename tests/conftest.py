@@ -73,15 +73,23 @@ def minilm_onnx(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def smollm2_onnx(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smollm2_hf(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct dequantized from the packaged GGUF into a Hugging Face directory."""
+    pytest.importorskip("transformers", reason="the compress extra is not installed")
+    from edgeward.compress._onnx_export import gguf_to_hf_dir
+
+    return gguf_to_hf_dir(smollm2_gguf, tmp_path_factory.mktemp("hf") / "smollm2-hf")
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct (dequantized from the packaged GGUF) exported to ONNX with past
     key values, fp32."""
     pytest.importorskip("optimum.exporters.onnx", reason="the compress extra is not installed")
-    from edgeward.compress._onnx_export import export_onnx, gguf_to_hf_dir
+    from edgeward.compress._onnx_export import export_onnx
 
-    base = tmp_path_factory.mktemp("onnx")
-    hf = gguf_to_hf_dir(smollm2_gguf, base / "smollm2-hf")
-    return export_onnx(hf, base / "smollm2-onnx", task="text-generation-with-past")
+    return export_onnx(smollm2_hf, tmp_path_factory.mktemp("onnx") / "smollm2-onnx",
+                       task="text-generation-with-past")
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ CALIBRATION = ["The quick brown fox jumps over the lazy dog.",
 # kind -> (size at most this fraction of fp32, mean cosine at least); int4 quantizes the
 # MatMul weights only (int8-static its MatMuls but those after a GELU), and half of MiniLM is
 # its (fp32) word-embedding table
-EXPECT = {"int8-dynamic": (0.40, 0.98), "int8-static": (0.80, 0.98), "int4": (0.70, 0.95),
-          "fp16": (0.60, 0.999)}
+EXPECT = {"int8-dynamic": (0.40, 0.98), "int8-static": (0.80, 0.98), "int8-weight": (0.75, 0.99),
+          "int4": (0.70, 0.95), "fp16": (0.60, 0.999)}
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECT))
@@ -104,5 +104,26 @@ def test_a_causal_lm_is_measured_like_the_gguf_path(smollm2_onnx: Path, tmp_path
     q8 = quantize_onnx(smollm2_onnx, tmp_path / "q8", "int8-dynamic")
     got = lm_quality(smollm2_onnx, q8, text, n_ctx=128, max_tokens=512)
     assert 0 < got["kld_mean"] < 1.0 and got["top1_agreement"] > 0.5, got
+    # weight-only int8 keeps an LM far closer than dynamic int8 (activation outliers)
+    w8 = quantize_onnx(smollm2_onnx, tmp_path / "w8", "int8-weight")
+    close = lm_quality(smollm2_onnx, w8, text, n_ctx=128, max_tokens=512)
+    assert close["kld_mean"] < min(0.05, got["kld_mean"] / 4), (close, got)
+    assert close["top1_agreement"] > 0.9, close
     with pytest.raises(ConfigError, match="less than one chunk"):
         lm_quality(smollm2_onnx, q8, "too short", n_ctx=128)
+
+
+def test_int4_keeps_the_lm_head_float_unless_asked(smollm2_onnx: Path, tmp_path: Path) -> None:
+    import onnx
+
+    def head_op(d: Path) -> str:
+        m = onnx.load(str(d / "model.onnx"), load_external_data=False)
+        producer = {o: n for n in m.graph.node for o in n.output}
+        return producer["logits"].op_type
+
+    assert head_op(quantize_onnx(smollm2_onnx, tmp_path / "a", "int4")) == "MatMul"
+    # the tied head reads the transposed embedding: folded to a constant, then quantized
+    both = quantize_onnx(smollm2_onnx, tmp_path / "b", "int4", lm_head=True, block_size=64)
+    assert head_op(both) == "MatMulNBits"
+    with pytest.raises(ConfigError, match="power of two"):
+        quantize_onnx(smollm2_onnx, tmp_path / "c", "int4", block_size=48)

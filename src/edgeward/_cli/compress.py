@@ -99,18 +99,8 @@ def _check_gguf_args(src: Path, qtype: str | None, profile: str | None,
         raise ConfigError(f"{src}: no such model file")
 
 
-def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
-              calibration_text: Path | None, eval_text: Path | None, no_eval: bool,
-              force: bool, as_json: bool) -> None:
-    """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
-    from edgeward.compress._onnx_pipeline import compress_onnx
-    from edgeward.compress._onnx_quant import ONNX_KINDS
-    from edgeward.hardware_profiles import resolve_profile
-
-    if qtype not in ONNX_KINDS:
-        raise ConfigError(f"--format onnx needs --type, one of {', '.join(ONNX_KINDS)}")
-    if out_path is None:
-        raise ConfigError("--out DIR is required (the ONNX model directory to write)")
+def _onnx_texts(calibration_text: Path | None, eval_text: Path | None, qtype: str | None,
+                prune_ffn: float | None) -> tuple[list[str] | None, str | None]:
     texts = None
     if calibration_text is not None:
         try:
@@ -118,27 +108,91 @@ def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path 
         except OSError as e:
             raise ConfigError(f"{calibration_text}: cannot read ({e.strerror})") from e
         texts = [p.strip() for p in raw.split("\n\n") if p.strip()][:64]
-    elif qtype == "int8-static":
-        from pydoc_data import topics  # the built-in default text, as for GGUF
+        if not texts:
+            raise ConfigError(f"{calibration_text}: empty; give a text with paragraphs")
+    elif qtype in (None, "int8-static") or prune_ffn:
+        from edgeward.compress._onnx_pipeline import default_calibration_texts
 
-        texts = [topics.topics[k][:600] for k in sorted(topics.topics)[:32]]
+        texts = default_calibration_texts()  # the built-in default text, as for GGUF
     try:
         evaluation = eval_text.read_text(encoding="utf-8") if eval_text is not None else None
     except OSError as e:
         raise ConfigError(f"{eval_text}: cannot read ({e.strerror})") from e
-    report = compress_onnx(src, out_path, qtype,
-                           profile=resolve_profile(profile) if profile else None,
-                           calibration_texts=texts, evaluate=not no_eval,
-                           eval_text=evaluation, force=force)
+    return texts, evaluation
+
+
+def _onnx_quality(q: dict[str, Any] | None) -> str:
+    q = q or {}
+    if "cosine_mean" in q:
+        return f"cosine {q['cosine_mean']:.4f}, NN {q['nearest_neighbour_agreement']:.0%}"
+    if "ppl" in q:
+        return f"PPL {q['ppl']}, KLD {q['kld_mean']}, top-1 {q['top1_agreement']:.1%}"
+    return "-"
+
+
+def _onnx_plan_table(plan: dict[str, Any]) -> Table:
+    table = Table(title=f"ONNX candidates for {plan['profile']} ({plan['task']}, budget "
+                  f"{plan['memory_budget_bytes'] / 2**20:,.0f} MiB)", box=box.SIMPLE)
+    for col in ("type", "size MiB", "of fp32", "memory MiB", "fits", "tok/s (pred.)",
+                "quality vs fp32", "chosen"):
+        table.add_column(col)
+    for r in plan["candidates"]:
+        tps = r["predicted_tokens_per_s"]
+        table.add_row(r["type"], f"{r['size_bytes'] / 2**20:.1f}", f"{r['size_ratio']:.2f}",
+                      f"{r['predicted_memory_bytes'] / 2**20:.0f}",
+                      "yes" if r["fits"] else "NO", "-" if tps is None else f"{tps:.0f}",
+                      "reference" if r["type"] == "fp32" else _onnx_quality(r["quality"]),
+                      "*" if r["type"] == plan["choice"] else "")
+    return table
+
+
+def _run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
+              plan: bool, extra: dict[str, Any], as_json: bool) -> None:
+    """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
+    from edgeward.compress._onnx_pipeline import (
+        ONNX_TYPES,
+        OnnxOptions,
+        compress_onnx,
+        plan_onnx,
+    )
+    from edgeward.hardware_profiles import resolve_profile
+
+    if qtype is not None and qtype not in ONNX_TYPES:
+        raise ConfigError(f"--format onnx: --type is one of {', '.join(ONNX_TYPES)}, "
+                          f"not {qtype!r}")
+    if qtype is None and not profile:
+        raise ConfigError("--format onnx needs --type (one of "
+                          f"{', '.join(ONNX_TYPES)}) or --profile NAME to choose one")
+    if plan and not profile:
+        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
+    if not plan and out_path is None:
+        raise ConfigError("--out DIR is required (the ONNX model directory to write)")
+    if not src.exists():
+        raise ConfigError(f"{src}: no such model directory or file")
+    texts, evaluation = _onnx_texts(extra.pop("calibration_text"), extra.pop("eval_text"),
+                                    qtype, extra.get("prune_ffn"))
+    options = OnnxOptions(calibration_texts=texts, eval_text=evaluation, **extra)
+    prof = resolve_profile(profile) if profile else None
+    if plan:
+        assert prof is not None
+        result = plan_onnx(src, prof, kinds=[qtype] if qtype else None, options=options)
+        for row in result["candidates"]:
+            row.pop("path", None)
+
+        def show_plan() -> None:
+            out.print(_onnx_plan_table(result))
+            out.print(f"choice: {result['choice']} — {result['reason']}")
+
+        emit(as_json, result, show_plan)
+        return
+    assert out_path is not None
+    report = compress_onnx(src, out_path, qtype, profile=prof, options=options)
 
     def human() -> None:
-        q = report["quality"] or {}
-        detail = (f"; cosine vs fp32 mean {q['cosine_mean']:.4f}, nearest neighbours "
-                  f"{q['nearest_neighbour_agreement']:.0%}" if "cosine_mean" in q else
-                  f"; PPL {q['ppl']} (fp32 {q['ppl_reference']}), KLD {q['kld_mean']}, top-1 "
-                  f"{q['top1_agreement']:.1%}" if "ppl" in q else "")
+        if report.get("plan"):
+            out.print(_onnx_plan_table(report["plan"]))
         out.print(f"wrote {report['out']} ({report['type']}, {report['size_ratio']:.2f} of "
-                  f"fp32){detail}")
+                  f"fp32); {_onnx_quality(report['quality'])}")
 
     emit(as_json, report, human)
 
@@ -188,7 +242,18 @@ def parse_size(text: str) -> int:
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
 @click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf",
               show_default=True, help="onnx: SRC is an ONNX or Hugging Face model directory "
-              "(or a GGUF to export) and --type one of int8-dynamic, int8-static, int4, fp16.")
+              "(or a GGUF to export), OUT a directory, and --type one of fp32, int8-dynamic, "
+              "int8-static, int4, fp16 (or --profile to choose).")
+@click.option("--block-size", type=click.IntRange(16), default=32, show_default=True,
+              help="onnx int4: weights per quantization block (a power of two).")
+@click.option("--lm-head", is_flag=True, help="onnx int4: quantize the LM head too.")
+@click.option("--optimize", type=click.Choice(["basic", "extended"]),
+              help="onnx: apply ONNX Runtime's offline graph optimisations at this level.")
+@click.option("--prune-ffn", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="onnx: remove this share of every feed-forward block's neurons (least "
+              "important on the calibration text) before export, e.g. 0.25.")
+@click.option("--min-cosine", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="onnx --profile: quality floor for encoders (mean cosine to fp32).")
 @json_option
 def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None, plan: bool,
         candidates: str | None, context: int | None, headroom: float, max_kld: float | None,
@@ -196,13 +261,16 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         output_type: str | None, embedding_type: str | None, overrides: tuple[str, ...],
         pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
         eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
-        fmt: str, as_json: bool) -> None:
-    """Quantize SRC (a GGUF model) with llama.cpp and measure the result.
+        fmt: str, block_size: int, lm_head: bool, optimize: str | None,
+        prune_ffn: float | None, min_cosine: float, as_json: bool) -> None:
+    """Quantize SRC (a GGUF model) with llama.cpp and measure the result; with
+    `--format onnx`, export SRC to ONNX and quantize it with ONNX Runtime.
 
     \b
-    Types: F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_XS IQ4_NL
+    GGUF types: F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_XS IQ4_NL
            Q3_K_L Q3_K_M Q3_K_S IQ3_M IQ3_S IQ3_XS Q2_K; with --imatrix also IQ3_XXS Q2_K_S
            IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S.
+    ONNX types: fp32 int8-dynamic int8-static int4 fp16 (see docs/compression.md).
     """
     from edgeward.compress import (
         QUANT_TYPES,
@@ -218,8 +286,12 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     from edgeward.hardware_profiles import resolve_profile
 
     if fmt == "onnx":
-        _run_onnx(src, qtype, profile, out_path, calibration_text, eval_text, no_eval, force,
-                  as_json)
+        _run_onnx(src, qtype, profile, out_path, plan, {
+            "calibration_text": calibration_text, "eval_text": eval_text,
+            "evaluate": not no_eval, "block_size": block_size, "lm_head": lm_head,
+            "optimize": optimize, "prune_ffn": prune_ffn, "headroom": headroom,
+            "context": context, "max_kld": max_kld, "min_cosine": min_cosine,
+            "force": force}, as_json)
         return
     _check_gguf_args(src, qtype, profile, out_path, plan=plan)
     options = CompressOptions(
