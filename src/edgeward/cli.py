@@ -33,6 +33,7 @@ from edgeward._cli.fleet import fleet
 from edgeward._cli.profile import profile
 from edgeward._cli.provenance import card, keys, sign, verify, verify_log
 from edgeward._cli.safety import safety
+from edgeward._cli.tui import tui
 from edgeward.errors import EdgewardError
 
 __all__ = ["cli", "main"]
@@ -77,6 +78,7 @@ cli.add_command(safety)
 cli.add_command(fleet)
 cli.add_command(agent)
 cli.add_command(run)
+cli.add_command(tui)
 cli.add_command(bundle)
 
 

@@ -146,45 +146,27 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
                  artifacts_dir: Path, lifetime: float, delta: bool, as_json: bool) -> None:
     """Send DEVICE a signed command to fetch ARTIFACT over MQTT and install it through its
     A/B slots (the device verifies it, health-checks it, and commits or rolls back)."""
-    from edgeward.fleet._artifacts import ArtifactServer
-    from edgeward.provenance import TrustStore, load_private_key, verify_artifact
+    from edgeward.fleet._operator import Operator
+    from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
-    key = load_private_key(key_path)
-    signature = artifact.with_name(artifact.name + ".edgeward.json")
-    if cfg.trust_store is not None and signature.is_file():
-        verify_artifact(artifact, signature.read_bytes(), TrustStore.open(cfg.trust_store))
-    server = ArtifactServer(artifacts_dir, cfg.broker)
-    digest, statement = server.add_signed(artifact)
-    params = {"artifact_digest": digest, "statement_digest": statement, "name": artifact.name,
-              "size": artifact.stat().st_size}
-    if delta:  # the content-defined chunk map lets the device reuse what it already holds
-        params["map_digest"] = server.add_chunk_map(artifact, digest)
-    cmd = _send_command(config_path, cfg, key, device_id, "deploy", params, lifetime)
-    result = {"command_id": cmd.command_id, "version": cmd.version, "device_id": device_id,
-              "artifact_digest": digest, "statement_digest": statement,
-              "map_digest": params.get("map_digest"), "expires_at": cmd.expires_at}
+    with Operator(cfg, load_private_key(key_path)) as op, _store(config_path) as store:
+        result = op.deploy(store, artifact, device_id, artifacts_dir=artifacts_dir,
+                           delta=delta, lifetime_s=lifetime)
     emit(as_json, result, lambda: out.print(
-        f"deploy {cmd.command_id} (version {cmd.version}) sent to {device_id}; follow it with "
+        f"deploy {result['command_id']} (version {result['version']}) sent to {device_id}; "
+        "follow it with "
         f"`edgeward fleet events {device_id} --config {config_path}`"))
 
 
 def _send_command(config_path: Path, cfg: FleetConfig, key: Any, device_id: str, action: str,
                   params: dict[str, Any], lifetime: float) -> Any:
     """Record the device's next command in the store, sign it, publish it (QoS 1)."""
-    from edgeward.fleet.protocol import connect, encode_command, new_command
+    from edgeward.fleet._operator import Operator
 
-    with _store(config_path) as store:
-        cmd = store.issue_command(device_id, lambda v: new_command(
-            device_id, action, v, params=params, lifetime_s=lifetime))
-    wire = encode_command(cmd, key)
-    conn = connect(cfg.broker, client_id=f"edgeward-{action}-{cmd.command_id}")
-    try:
-        conn.client.loop_start()
-        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
-    finally:
-        conn.close()
-    return cmd
+    with Operator(cfg, key, client_id=f"edgeward-{action}-{os.getpid()}") as op, \
+            _store(config_path) as store:
+        return op.command(store, device_id, action, params, lifetime_s=lifetime)
 
 
 _KEY = click.option("--key", "key_path", required=True,
@@ -313,49 +295,29 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
     Its state is in the store: stop it any time and continue with --resume NAME.
     """
     from edgeward.errors import ConfigError
-    from edgeward.fleet._artifacts import ArtifactServer
-    from edgeward.fleet._rollout import RolloutDriver, parse_fraction, parse_stages
-    from edgeward.fleet.protocol import connect, encode_command
+    from edgeward.fleet._operator import Operator
+    from edgeward.fleet._rollout import parse_fraction, parse_stages
     from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
-    key = load_private_key(key_path)
-    conn = connect(cfg.broker, client_id=f"edgeward-rollout-{os.getpid()}")
-    conn.client.loop_start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-
-    def send(cmd: Any) -> None:
-        wire = encode_command(cmd, key)
-        conn.client.publish(wire.topic, wire.payload, qos=1).wait_for_publish(30)
-
-    try:
-        with _store(config_path) as store:
-            driver = RolloutDriver(store, send)
-            if resume:
-                rollout = resume
-                driver.get(rollout)
-            else:
-                if artifact is None or group is None or artifacts_dir is None:
-                    raise ConfigError("give ARTIFACT, --to GROUP and --artifacts-dir (or "
-                                      "--resume NAME)")
-                members = store.get_doc("device_groups", group)
-                if members is None:
-                    raise ConfigError(f"no group {group!r} (make it with `fleet group set`)")
-                server = ArtifactServer(artifacts_dir, cfg.broker)
-                digest, statement = server.add_signed(artifact)
-                params = {"artifact_digest": digest, "statement_digest": statement,
-                          "map_digest": server.add_chunk_map(artifact, digest),
-                          "name": artifact.name, "size": artifact.stat().st_size}
-                rollout = name or f"{artifact.stem}-{digest[:8]}"
-                driver.create(rollout, group=group, devices=members["devices"], params=params,
-                              stages=parse_stages(stages),
-                              max_failure=parse_fraction(max_failure, "--max-failure"),
-                              wave_timeout_s=wave_timeout)
-            doc = driver.run(rollout, poll_s=poll, should_stop=stop.is_set)
-    finally:
-        conn.close()
+    with Operator(cfg, load_private_key(key_path),
+                  client_id=f"edgeward-rollout-{os.getpid()}") as op, \
+            _store(config_path) as store:
+        if resume:
+            rollout = resume
+        else:
+            if artifact is None or group is None or artifacts_dir is None:
+                raise ConfigError("give ARTIFACT, --to GROUP and --artifacts-dir (or "
+                                  "--resume NAME)")
+            rollout = op.create_rollout(
+                store, artifact, group, artifacts_dir=artifacts_dir,
+                stages=parse_stages(stages),
+                max_failure=parse_fraction(max_failure, "--max-failure"), name=name,
+                wave_timeout_s=wave_timeout)
+        doc = op.run_rollout(store, rollout, poll_s=poll, should_stop=stop.is_set)
     emit(as_json, _rollout_summary(doc), lambda: out.print(
         f"rollout {doc['name']}: {doc['state']}"
         + (f" ({doc['halt_reason']})" if doc.get("halt_reason") else "")))
