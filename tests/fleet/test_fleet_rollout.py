@@ -20,8 +20,15 @@ from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
 from edgeward.fleet._broker import MosquittoBroker
 from edgeward.fleet._responder import CommandResponder
 from edgeward.fleet._rollout import RolloutDriver, parse_fraction, parse_stages, plan_waves
-from edgeward.fleet._store import open_store
-from edgeward.fleet.protocol import BrokerOptions, connect, encode_command
+from edgeward.fleet._store import Accepted, open_store
+from edgeward.fleet.protocol import (
+    BrokerOptions,
+    DeviceState,
+    EventMessage,
+    StateMessage,
+    connect,
+    encode_command,
+)
 from edgeward.provenance import Role, TrustStore, generate_key
 
 PARAMS = {"artifact_digest": "ab" * 32, "statement_digest": "cd" * 32, "name": "m.gguf",
@@ -41,6 +48,74 @@ def test_stages_and_waves() -> None:
     assert waves == plan_waves("r1", list(reversed(devices)), [0.05, 0.25, 1.0])  # stable
     assert waves[0] != plan_waves("r2", devices, [0.05, 0.25, 1.0])[0]  # per rollout
     assert [len(w) for w in plan_waves("r", ["a", "b"], [0.05, 1.0])] == [1, 1]
+
+
+class _FakeFleet:
+    """A memory store with online devices, a clock, and a way to play device answers."""
+
+    def __init__(self, devices: list[str]) -> None:
+        from edgeward.fleet._memstore import MemoryStore
+
+        self.store = MemoryStore()
+        self.now = 1_750_000_000.0
+        self.sent: list[Any] = []
+        self.seq = dict.fromkeys(devices, 0)
+        self.store.enroll_many([(d, generate_key().public_key) for d in devices], now=self.now)
+        self.store.write([Accepted(StateMessage(device_id=d, state=DeviceState.ONLINE, session=1,
+                                                time=self.now, agent_version="t"), b"",
+                                   self.now) for d in devices], manager="t", now=self.now)
+
+    def answer(self, device: str, outcome: str) -> None:
+        """The device reports the outcome of the last command it was sent."""
+        cmd = next(c for c in reversed(self.sent) if c.device_id == device)
+        self.seq[device] += 1
+        ev = EventMessage(device_id=device, seq=self.seq[device], time=self.now,
+                          event=f"command.{outcome}", severity="info",
+                          data={"command_id": cmd.command_id})
+        self.store.write([Accepted(ev, b"", self.now)], manager="t", now=self.now)
+
+
+def test_a_deploy_answered_after_the_halt_is_rolled_back_not_forgotten() -> None:
+    devices = [f"d{i}" for i in range(4)]
+    fake = _FakeFleet(devices)
+    driver = RolloutDriver(fake.store, fake.sent.append, clock=lambda: fake.now)
+    doc = driver.create("r", group="g", devices=devices, params=PARAMS, stages=[1.0],
+                        max_failure=0.25, lifetime_s=60)
+    doc = driver.step("r")  # every device gets its deploy
+    assert {st["status"] for st in doc["devices"].values()} == {"sent"}
+    a, b, c, d = devices
+    fake.answer(a, "failed")
+    fake.answer(b, "failed")  # 2 of 4 > 25 %: halt while c and d have not answered
+    fake.answer(c, "done")
+    doc = driver.step("r")
+    assert doc["state"] == "halting"
+    assert doc["devices"][c]["status"] == "rollback_sent"  # switched: rolled back
+    assert doc["devices"][d]["status"] == "sent"  # in flight: it may still apply it
+    fake.answer(d, "done")  # ... and it did, after the halt
+    doc = driver.step("r")
+    assert doc["devices"][d]["status"] == "rollback_sent", "a late success must be rolled back"
+    fake.answer(c, "done")
+    fake.answer(d, "done")
+    doc = driver.step("r")
+    assert doc["state"] == "halted"
+    assert {doc["devices"][x]["status"] for x in (c, d)} == {"rolled_back"}
+    assert [x.action for x in fake.sent if x.device_id == d] == ["deploy", "rollback"]
+
+
+def test_a_deploy_never_answered_is_cancelled_once_it_expired() -> None:
+    devices = ["d0", "d1", "d2"]
+    fake = _FakeFleet(devices)
+    driver = RolloutDriver(fake.store, fake.sent.append, clock=lambda: fake.now)
+    driver.create("r", group="g", devices=devices, params=PARAMS, stages=[1.0],
+                  max_failure=0.0, lifetime_s=60)
+    driver.step("r")
+    fake.answer("d0", "failed")
+    doc = driver.step("r")
+    assert doc["state"] == "halting" and doc["devices"]["d1"]["status"] == "sent"
+    fake.now += 61  # the deploy expired: the device no longer accepts it
+    doc = driver.step("r")
+    assert doc["state"] == "halted"
+    assert {doc["devices"][x]["status"] for x in ("d1", "d2")} == {"cancelled"}
 
 
 @contextmanager

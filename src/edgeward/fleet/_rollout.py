@@ -14,8 +14,11 @@ the device id) and cut into waves at the cumulative stage fractions (``5%,25%,10
    expired without an outcome is sent again;
 3. after ``wave_timeout_s``, what is still pending or unanswered counts as ``timed_out``;
 4. when failures (failed + timed out) exceed ``max_failure`` of the wave, the rollout halts:
-   every device of the wave that already switched gets a signed ``rollback``; devices of
-   later waves are never touched;
+   every device of the wave that already switched gets a signed ``rollback``; a device whose
+   deploy is still in flight is waited for (it may yet apply it) and rolled back if it
+   succeeds, or counted ``cancelled`` once its command has expired unanswered (the device no
+   longer accepts it); devices not yet sent anything are ``cancelled``; devices of later waves
+   are never touched; the rollout is ``halted`` when nothing of the wave is in flight;
 5. when every device of the wave succeeded (or failures stayed within the threshold), the
    next wave starts; after the last one the rollout is ``done``.
 """
@@ -139,8 +142,7 @@ class RolloutDriver:
         self._collect(doc)
         states = {d: doc["devices"][d] for d in doc["waves"][doc["wave"]]}
         if doc["state"] == _HALTING:
-            if not any(s["status"] == "rollback_sent" for s in states.values()):
-                doc["state"] = _HALTED
+            self._unwind(doc, states, now)
         else:
             self._dispatch(doc, states, now)
             self._judge(doc, states, now)
@@ -159,6 +161,17 @@ class RolloutDriver:
                 if st["status"] in ("pending", "sent"):
                     st["status"] = "timed_out"
 
+    def _unwind(self, doc: dict[str, Any], states: dict[str, Any], now: float) -> None:
+        """While halting: roll back devices that answered success after the halt; give up on
+        deploys that expired unanswered; halted once nothing of the wave is in flight."""
+        for device, st in states.items():
+            if st["status"] == "succeeded":
+                self._send(doc, device, "rollback", now)
+            elif st["status"] == "sent" and now > st["sent_at"] + doc["lifetime_s"]:
+                st["status"] = "cancelled"
+        if not any(s["status"] in ("rollback_sent", "sent") for s in states.values()):
+            doc["state"] = _HALTED
+
     def _judge(self, doc: dict[str, Any], states: dict[str, Any], now: float) -> None:
         """Halt (rolling the wave back), move to the next wave, or finish."""
         failures = sum(st["status"] in _FAILED for st in states.values())
@@ -166,11 +179,10 @@ class RolloutDriver:
             doc["state"] = _HALTING
             doc["halt_reason"] = (f"wave {doc['wave'] + 1}: {failures} of {len(states)} "
                                   f"devices failed (limit {doc['max_failure']:.0%})")
-            for device, st in states.items():
-                if st["status"] == "succeeded":
-                    self._send(doc, device, "rollback", now)
-                elif st["status"] in ("pending", "sent"):
+            for st in states.values():
+                if st["status"] == "pending":
                     st["status"] = "cancelled"
+            self._unwind(doc, states, now)
         elif all(st["status"] in ("succeeded", *_FAILED) for st in states.values()):
             if doc["wave"] + 1 < len(doc["waves"]):
                 doc["wave"] += 1
