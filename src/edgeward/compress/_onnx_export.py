@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from edgeward.errors import ArtifactError, ConfigError
 
-__all__ = ["OnnxTask", "export_onnx", "gguf_to_hf_dir"]
+__all__ = ["OnnxTask", "export_onnx", "gguf_to_hf_dir", "staged_dir"]
 
 OnnxTask = Literal["feature-extraction", "text-generation-with-past"]
 _INSTALL = "pip install 'edgeward[compress]'"
@@ -42,6 +43,20 @@ def _offline() -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A temporary directory beside ``out`` to build it in; renamed to ``out`` (replacing it)
+    when the block succeeds, removed when it fails — so ``out`` is never half-written."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def gguf_to_hf_dir(gguf_path: Path, out_dir: Path, *, force: bool = False) -> Path:
     """Write a GGUF model as a Hugging Face directory (float32 safetensors, tokenizer).
 
@@ -53,16 +68,9 @@ def gguf_to_hf_dir(gguf_path: Path, out_dir: Path, *, force: bool = False) -> Pa
 
     _fresh_dir(out_dir, force)
     model, tokenizer = load_hf_from_gguf(Path(gguf_path))
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -84,19 +92,12 @@ def export_onnx(hf_dir: Path, out_dir: Path, *, task: OnnxTask, force: bool = Fa
     if not (Path(hf_dir) / "config.json").is_file():
         raise ConfigError(f"{hf_dir}: not a Hugging Face model directory (no config.json)")
     _fresh_dir(out_dir, force)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with _offline():
+        with staged_dir(out_dir) as tmp, _offline():
             main_export(model_name_or_path=str(hf_dir), output=tmp, task=task,
                         do_validation=False, library_name="transformers")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ArtifactError(f"{hf_dir}: optimum could not export it for {task}: {e}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.compress._onnx_eval import encoder_quality, lm_quality
-from edgeward.compress._onnx_export import OnnxTask, export_onnx, gguf_to_hf_dir
+from edgeward.compress._onnx_export import OnnxTask, export_onnx, gguf_to_hf_dir, staged_dir
 from edgeward.compress._onnx_quant import ONNX_KINDS, quantize_onnx
 from edgeward.errors import ConfigError
 from edgeward.hardware_profiles import HardwareProfile
@@ -150,18 +150,12 @@ def _check_kinds(task: OnnxTask, kinds: Sequence[str]) -> None:
 def _make(base: Path, out: Path, kind: str, profile: HardwareProfile | None,
           options: OnnxOptions) -> Path:
     if kind == "fp32":
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with staged_dir(out) as tmp:
             shutil.copytree(base, tmp, dirs_exist_ok=True)
             if options.optimize:
                 from edgeward.compress._onnx_quant import optimize_onnx
 
                 optimize_onnx(tmp / "model.onnx", options.optimize)
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return out
     return quantize_onnx(base, out, kind, profile=profile,  # type: ignore[arg-type]
                          calibration_texts=options.calibration_texts,

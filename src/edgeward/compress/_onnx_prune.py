@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeward.compress._onnx_export import staged_dir
 from edgeward.errors import ArtifactError, ConfigError
 
 __all__ = ["PRUNABLE_MODEL_TYPES", "prune_ffn"]
@@ -161,18 +162,11 @@ def prune_ffn(hf_dir: Path, out_dir: Path, fraction: float, *, texts: Sequence[s
     scores = _importance(model, blocks, hf_dir, texts, max_tokens)
     _shrink(blocks, scores, keep)
     model.config.intermediate_size = keep
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         for p in hf_dir.iterdir():
             if p.is_file() and not p.name.endswith(_WEIGHTS) and not (tmp / p.name).exists():
                 shutil.copy2(p, tmp / p.name)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"method": "ffn-neurons", "model_type": model_type, "fraction": fraction,
             "layers": len(blocks), "ffn_neurons_before": before_n, "ffn_neurons_after": keep,
             "parameters_before": params_before,

@@ -27,11 +27,11 @@ attention and GELU into ONNX Runtime's contrib ops, for ONNX Runtime's CPU provi
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeward.compress._onnx_export import staged_dir
 from edgeward.errors import ArtifactError, ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
 
@@ -119,8 +119,7 @@ def quantize_onnx(src: Path, out: Path, kind: OnnxKind, *,
         raise ConfigError(f"--block-size {block_size}: use a power of two, at least 16")
     if optimize is not None and optimize not in OPTIMIZATION_LEVELS:
         raise ConfigError(f"--optimize {optimize!r}: use one of {', '.join(OPTIMIZATION_LEVELS)}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         _copy_side_files(Path(src), tmp)
         try:
             _quantize(model, tmp / _MODEL, kind, profile=profile, texts=calibration_texts,
@@ -135,11 +134,6 @@ def quantize_onnx(src: Path, out: Path, kind: OnnxKind, *,
         except Exception as e:  # ORT raises plain exceptions
             raise RuntimeBackendError(f"ONNX Runtime could not quantize {model} to {kind}: "
                                       f"{e}") from e
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
