@@ -139,7 +139,7 @@ INTERACTIVE = {("tui",)}
 
 def test_every_command_takes_json() -> None:
     commands = list(_all_commands())
-    assert commands and INTERACTIVE <= {path for path, _ in commands}
+    assert commands and {path for path, _ in commands} >= INTERACTIVE
     for path, cmd in commands:
         if path not in INTERACTIVE:
             assert any("--json" in p.opts for p in cmd.params), " ".join(path)
@@ -154,3 +154,13 @@ def test_installed_entry_point() -> None:
     help_text = subprocess.run([exe, "--help"], capture_output=True, text=True,
                                check=True).stdout
     assert "Exit codes" in help_text
+
+
+def test_the_cli_reference_is_generated_from_the_parser_and_up_to_date() -> None:
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "cli_reference.py"),
+                           "--check"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr + " (run scripts/cli_reference.py)"
+    text = (root / "docs" / "cli-reference.md").read_text()
+    for path, _ in _all_commands():
+        assert f"## `edgeward {' '.join(path)}`" in text

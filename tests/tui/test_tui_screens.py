@@ -154,6 +154,29 @@ def test_compress_plans_compresses_charts_and_signs(world: World) -> None:
     drive(app, script, size=(100, 40))
 
 
+def test_compress_plans_an_onnx_encoder(world: World, minilm_onnx: Path) -> None:
+    app = EdgewardApp(world.ctx(sources=lambda: [minilm_onnx]), initial="compress")
+
+    async def script(pilot: Pilot[Any]) -> None:
+        pane = app.query_one(CompressPane)
+        await until(pilot, lambda: any(e.format == "onnx" for e in pane.models),
+                    what="the models")
+        app.query_one("#compress-model", Select).value = str(minilm_onnx)
+        app.query_one("#compress-profile", Select).value = "raspberry-pi-5-8gb"
+        await pilot.pause()
+        pane.action_plan()
+        await until(pilot, lambda: not pane.busy, timeout=240, what="the plan")
+        assert text(app, "#compress-step") == "Planned (nothing written).", \
+            text(app, "#compress-step")
+        rows = {r[0]: r for r in cells(app, "#plan-table")}
+        assert list(rows) == ["fp32", "int8-dynamic", "int8-static", "int4"]
+        assert all(rows[k][5].startswith("cos ") for k in rows if k != "fp32")
+        assert sum(r[6] == "chosen" for r in rows.values()) == 1
+        assert pane.artifact is None
+
+    drive(app, script, size=(100, 40))
+
+
 def test_compress_says_what_is_missing(world: World) -> None:
     app = EdgewardApp(world.ctx(signing_key=None), initial="compress")
 

@@ -258,10 +258,16 @@ class CompressPane(Vertical):
     def _onnx(self, ctx: Any, entry: ModelEntry, profile: HardwareProfile,
               install: bool) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None,
                                       Path | None]:
-        from edgeward.compress._onnx_pipeline import OnnxOptions, compress_onnx, plan_onnx
+        from edgeward.compress._onnx_pipeline import (
+            OnnxOptions,
+            compress_onnx,
+            default_calibration_texts,
+            plan_onnx,
+        )
 
         self.post_message(self.Progress("exporting and measuring every ONNX candidate"))
-        options = OnnxOptions(calibration_texts=None)
+        # int8-static among the candidates calibrates on the built-in text, as the CLI does
+        options = OnnxOptions(calibration_texts=default_calibration_texts())
         if not install:
             plan = plan_onnx(entry.path, profile, options=options)
             return onnx_rows(plan), plan["reason"], None, None
