@@ -197,12 +197,11 @@ def _tls_broker(tmp: Path) -> tuple[MosquittoBroker, dict[str, object]]:
     ca = make_ca(tmp / "pki")
     server = issue(ca, "broker", tmp / "pki", server=True)
     certs = {n: issue(ca, n, tmp / "pki") for n in ("dev-a", "dev-b", "fleet-manager")}
-    acl = ("user fleet-manager\ntopic read edgeward/#\ntopic read $share/#\n"
-           "user fleet\ntopic read edgeward/#\n"
-           "pattern readwrite edgeward/v1/devices/%u/#\n")
+    # the ACL shipped for production (deploy/mosquitto/acl), as it is
+    acl = (Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl").read_text()
     spec = BrokerSpec(directory=tmp / "tls-broker", tls_ca=ca.cert, tls_cert=server.cert,
                       tls_key=server.key, allow_anonymous=False, acl=acl,
-                      passwords={"fleet": "fleet-pw"},
+                      passwords={"fleet-manager": "fleet-pw", "artifact-server": "art-pw"},
                       listeners=(Listener(tls=True, require_certificate=True,
                                           identity_as_username=True),
                                  Listener(tls=True)))
@@ -237,16 +236,34 @@ def test_tls_and_acls_confine_each_device_to_its_topics(tmp_path: Path) -> None:
         assert str(acks[m_theirs]) == "Not authorized"  # MQTT 5 PUBACK reason code 0x87
         time.sleep(0.3)
         assert got == ["edgeward/v1/devices/dev-a/health"]
+        # artifact chunks: a device may ask for them, and reads only those sent to it
+        chunks: list[str] = []
+        dev_a.client.on_message = lambda _c, _u, msg: chunks.append(msg.topic)
+        digest = "ab" * 32
+        req = dev_a.client.publish(f"edgeward/v1/artifacts/{digest}/req", b"{}", qos=1).mid
+        dev_a.client.subscribe("edgeward/v1/artifacts/+/chunks/#", qos=1)
+        assert wait_until(lambda: req in acks) and not acks[req].is_failure  # type: ignore[attr-defined]
+        server = connect(BrokerOptions(url=broker.url_of(1), ca_file=ca,
+                                       username="artifact-server", password="art-pw"),
+                         client_id="artifact-server")
+        server.client.loop_start()
+        for device in ("dev-b", "dev-a"):
+            server.client.publish(f"edgeward/v1/artifacts/{digest}/chunks/{device}", b"x",
+                                  qos=1).wait_for_publish(5)
+        assert wait_until(lambda: len(chunks) >= 1)
+        time.sleep(0.3)
+        assert chunks == [f"edgeward/v1/artifacts/{digest}/chunks/dev-a"]
+        server.close()
         # The manager's password login on the second listener: TLS with server verification.
-        pw = BrokerOptions(url=broker.url_of(1), ca_file=ca, username="fleet",
+        pw = BrokerOptions(url=broker.url_of(1), ca_file=ca, username="fleet-manager",
                            password="fleet-pw")
         connect(pw, client_id="fleet-pw").close()
         with pytest.raises(ChannelError, match="refused"):
-            connect(BrokerOptions(url=broker.url_of(1), ca_file=ca, username="fleet",
+            connect(BrokerOptions(url=broker.url_of(1), ca_file=ca, username="fleet-manager",
                                   password="wrong"), client_id="x")
         with pytest.raises(ChannelError, match="TLS"):  # a server we cannot verify
             connect(BrokerOptions(url=broker.url_of(1), ca_file=make_ca(
-                tmp_path / "other-ca").cert, username="fleet", password="fleet-pw"),
+                tmp_path / "other-ca").cert, username="fleet-manager", password="fleet-pw"),
                 client_id="y")
         for c in (dev_a, watcher):
             c.close()
