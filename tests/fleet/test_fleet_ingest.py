@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _fleet_helpers import T0, event, fixed_key, health, provenance, state
@@ -168,6 +169,33 @@ def test_new_devices_are_picked_up_without_a_restart(ingestor: Ingestor, store: 
     assert isinstance(clock, FakeClock)
     clock.now += 2  # past the refresh interval
     assert ingestor.check(wire.topic, wire.payload) is not None
+
+
+def test_a_device_enrolled_a_moment_after_a_reread_is_found_at_first_sight(
+        ingestor: Ingestor, store: MemoryStore, publisher_key: PrivateKey) -> None:
+    # its first message (the retained "online" the broker will not send again) must not be
+    # lost to a cache read a moment before the device was enrolled
+    clock = ingestor.registry._clock
+    assert isinstance(clock, FakeClock)
+    ingestor.registry.refresh()
+    store.enroll("pi-04", publisher_key.public_key, now=T0)
+    clock.now += 0.01
+    wire = encode(health("pi-04"), publisher_key)
+    assert ingestor.check(wire.topic, wire.payload) is not None
+    # made-up ids: each one seen at most one re-read, and such re-reads are rate-limited
+    reads = 0
+    real = store.devices
+
+    def counting() -> list[Any]:
+        nonlocal reads
+        reads += 1
+        return real()
+
+    store.devices = counting  # type: ignore[method-assign]
+    for i in range(50):
+        forged = encode(health(f"ghost-{i}"), publisher_key)
+        assert ingestor.check(forged.topic, forged.payload) is None
+    assert reads <= 1, reads
 
 
 def test_provenance_statements_are_checked_against_publisher_keys(

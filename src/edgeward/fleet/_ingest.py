@@ -54,22 +54,34 @@ class Registry:
     """The device registry as the ingest sees it: device id -> key, and the keys to verify with.
 
     The registry lives in the store (``edgeward fleet enroll``); this is a cache of it that
-    re-reads the store when an unknown device shows up (at most once per ``refresh_s``) and
-    every ``max_age_s``, so devices enrolled while the manager runs are picked up. Keys revoked
-    in the configured trust store are refused (``revoked_key``).
+    re-reads the store when an unknown device shows up and every ``max_age_s``, so devices
+    enrolled while the manager runs are picked up. A device id not seen before triggers a
+    re-read at once, however fresh the cache (such re-reads at most one per ``first_sight_s``,
+    so a flood of made-up ids cannot turn into a flood of store reads); an id already missed,
+    at most once per ``refresh_s``. The
+    first message of a newly enrolled device is usually its retained "online" state, which the
+    broker will not send again: it must not be lost to a cache that is a moment old. Keys
+    revoked in the configured trust store are refused (``revoked_key``).
 
     Args:
         store: the fleet store.
         load_trust: (re)loads the configured trust store, or returns None when there is none.
         clock: monotonic seconds.
         refresh_s: the least time between two re-reads caused by unknown devices.
+        first_sight_s: the least time between two re-reads caused by device ids not seen
+            before.
         max_age_s: re-read at least this often (picks up revocations).
     """
 
+    _MAX_MISSES = 10_000  # unknown ids remembered (then forgotten all at once)
+
     def __init__(self, store: Store, *, load_trust: Callable[[], TrustStore | None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic, refresh_s: float = 1.0,
-                 max_age_s: float = 30.0) -> None:
+                 first_sight_s: float = 0.2, max_age_s: float = 30.0) -> None:
         self._store = store
+        self._first_sight_s = first_sight_s
+        self._missed: set[str] = set()
+        self._first_sight_at = -1e9
         self._load_trust = load_trust
         self._clock = clock
         self._refresh_s = refresh_s
@@ -105,8 +117,16 @@ class Registry:
         """The device's registry entry, re-reading the registry on a miss (rate-limited)."""
         now = self._clock()
         dev = self.devices.get(device_id)
-        if (dev is None and now - self._loaded_at >= self._refresh_s) \
-                or now - self._loaded_at >= self._max_age_s:
+        age = now - self._loaded_at
+        first_sight = dev is None and device_id not in self._missed
+        if dev is None:
+            if len(self._missed) >= self._MAX_MISSES:
+                self._missed.clear()
+            self._missed.add(device_id)
+        first_sight = first_sight and now - self._first_sight_at >= self._first_sight_s
+        if first_sight:
+            self._first_sight_at = now
+        if (dev is None and age >= self._refresh_s) or age >= self._max_age_s or first_sight:
             try:
                 self.refresh()
             except EdgewardError as e:
