@@ -1,7 +1,8 @@
 # edgeward — the README's commands.
 #   make demo   set up .venv (once) and run the end-to-end demo
 #   make test   set up .venv (once) and run the whole test suite (unit + integration)
-#   make bench  run every benchmark; JSON results go to benchmarks/results/
+#   make bench  run every benchmark (JSON in benchmarks/results/, summarised in
+#               benchmarks/results/summary.md), then the chaos tests
 #   make lint   ruff and mypy (strict on src/)
 #
 # Setup is idempotent: it runs again only when pyproject.toml changes (or `make clean`).
@@ -48,6 +49,8 @@ bench: $(STAMP)
 		$(BIN)/python $$b > benchmarks/results/$$name.json; \
 		cat benchmarks/results/$$name.json; \
 	done
+	$(BIN)/python scripts/bench_summary.py
+	$(BIN)/python -m pytest -m chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

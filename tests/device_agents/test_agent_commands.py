@@ -71,6 +71,7 @@ def _wire(cmd: Command, key: PrivateKey) -> tuple[str, bytes]:
     return w.topic, w.payload
 
 
+@pytest.mark.chaos
 def test_time_limits(tmp_path: Path, trust: Path, operator: PrivateKey) -> None:
     expired = _cmd(1, lifetime_s=5)  # issued NOW-10, expired NOW-5
     assert _refused(_gate(tmp_path, trust), *_wire(expired, operator)) == "expired"

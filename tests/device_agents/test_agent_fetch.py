@@ -93,6 +93,7 @@ def test_a_full_transfer_arrives_whole(tmp_path: Path, broker: MosquittoBroker,
 
 
 @pytest.mark.integration
+@pytest.mark.chaos
 def test_a_broker_restart_and_a_fetcher_restart_resume(tmp_path: Path, broker: MosquittoBroker,
                                                        artifact: tuple[Path, str]) -> None:
     src, digest = artifact

@@ -133,6 +133,7 @@ print("done", r.ok, flush=True)
 
 
 @pytest.mark.integration
+@pytest.mark.chaos
 def test_kill_9_at_20_random_points_of_an_update_leaves_a_verified_artifact(
         tmp_path: Path, two_models: tuple[Signed, Signed]) -> None:
     first, second = two_models

@@ -79,6 +79,7 @@ def _agent(signed: Signed, state: Path, **keys: object) -> Agent:
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
+@pytest.mark.chaos
 def test_refused_at_start_with_the_precise_error_and_one_log_line(
         attack: str, tmp_path: Path, tiny_gguf: Path, caplog: pytest.LogCaptureFixture) -> None:
     signed = sign_copy(tiny_gguf, tmp_path / "work")

@@ -156,6 +156,7 @@ def test_birth_first_then_telemetry_in_order_then_offline(tmp_path: Path) -> Non
     assert will.session == msgs[0].session == 1 and broker.wills[0].retain
 
 
+@pytest.mark.chaos
 def test_store_and_forward_across_an_outage(tmp_path: Path) -> None:
     broker = FakeBroker()
     c = _client(tmp_path, broker)

@@ -168,6 +168,7 @@ def test_a_shared_subscription_splits_the_load(tmp_path: Path, broker: Mosquitto
     assert all(len(v) == len(set(v)) for v in seqs.values())
 
 
+@pytest.mark.chaos
 def test_store_and_forward_across_a_broker_restart(tmp_path: Path, broker: MosquittoBroker) -> None:
     toml = _fleet(tmp_path, broker.url)
     keys = {f"dev-{i}": generate_key() for i in range(3)}

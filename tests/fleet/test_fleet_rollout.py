@@ -211,6 +211,7 @@ def test_failures_in_one_wave_halt_it_and_roll_it_back(tmp_path: Path,
 
 
 @pytest.mark.integration
+@pytest.mark.chaos
 def test_the_cli_groups_rolls_out_and_resumes(tmp_path: Path, broker: MosquittoBroker,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from edgeward.provenance import sign_artifact, write_key_pair

@@ -14,7 +14,13 @@ from typing import Any
 
 from edgeward.compress._llama import QuantizeCall, available_cores, run_quantize
 from edgeward.compress._types import quant_type, tensor_type
-from edgeward.errors import ArtifactError, ConfigError, ResourceError, RuntimeBackendError
+from edgeward.errors import (
+    ArtifactError,
+    ConfigError,
+    EdgewardError,
+    ResourceError,
+    RuntimeBackendError,
+)
 from edgeward.runtimes import GGUFHeader, read_gguf_header
 
 __all__ = [
@@ -210,10 +216,10 @@ def quantize(src: Path, out: Path, recipe: QuantRecipe, *, imatrix_data: Any = N
         try:
             log = run_quantize(src, tmp, call)
         except RuntimeBackendError as e:
-            if "unknown model architecture" in str(e):
-                raise ArtifactError(f"{src}: llama.cpp does not know the architecture "
-                                    f"{header.architecture!r}") from e
-            raise
+            explained = _explain(e, src, out, header)
+            if explained is e:
+                raise
+            raise explained from e
         seconds = time.perf_counter() - t0
         if durable:
             fsync_file(tmp)
@@ -267,6 +273,29 @@ def _check_target(out: Path, force: bool) -> None:
         raise ConfigError(f"{out}: already exists; pass --force to replace it")
     if not out.parent.is_dir():
         raise ConfigError(f"{out.parent}: no such directory; create it first")
+
+
+def _explain(e: RuntimeBackendError, src: Path, out: Path,
+             header: GGUFHeader) -> EdgewardError:
+    """A quantizer failure in words the user can act on (an unknown architecture; a write
+    that failed because the disk filled), or the error itself."""
+    if "unknown model architecture" in str(e):
+        return ArtifactError(f"{src}: llama.cpp does not know the architecture "
+                             f"{header.architecture!r}")
+    if any(m in str(e) for m in _WRITE_FAILED):
+        free = shutil.disk_usage(out.parent).free
+        where = out.parent.parent if out.parent.name.startswith(".edgeward-work") \
+            else out.parent  # the pipeline's hidden work directory: name its home
+        return ResourceError(
+            f"{where}: writing the artifact failed part-way: the disk is full or a file-size "
+            f"limit stopped it ({free / 2**20:.0f} MiB free now); nothing was written. Free "
+            "some space or write elsewhere")
+    return e
+
+
+# What llama.cpp's quantizer says when a write fails (its C++ streams report ENOSPC/EFBIG
+# this way).
+_WRITE_FAILED = ("iostream error", "No space left", "File too large")
 
 
 def _check_disk_space(out: Path, header: GGUFHeader, bpw: float) -> None:
