@@ -35,8 +35,9 @@ class _DefaultGroup(click.Group):
 
 @click.group(cls=_DefaultGroup)
 def compress() -> None:
-    """Compress a GGUF model: `edgeward compress SRC --type Q4_K_M --out OUT.gguf`, or
-    `--profile NAME` to choose the recipe (see `edgeward compress run --help`).
+    """Compress a model: `edgeward compress SRC --type Q4_K_M --out OUT.gguf`, or
+    `--profile NAME` to choose the recipe; `--format onnx` for ONNX Runtime (see
+    `edgeward compress run --help`).
 
     \b
     Also: `edgeward compress imatrix SRC --out FILE` makes an importance matrix;
@@ -243,10 +244,10 @@ def parse_size(text: str) -> int:
 @click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf",
               show_default=True, help="onnx: SRC is an ONNX or Hugging Face model directory "
               "(or a GGUF to export), OUT a directory, and --type one of fp32, int8-dynamic, "
-              "int8-static, int4, fp16 (or --profile to choose).")
+              "int8-static, int8-weight, int4, fp16 (or --profile to choose).")
 @click.option("--block-size", type=click.IntRange(16), default=32, show_default=True,
-              help="onnx int4: weights per quantization block (a power of two).")
-@click.option("--lm-head", is_flag=True, help="onnx int4: quantize the LM head too.")
+              help="onnx int4, int8-weight: weights per quantization block (a power of two).")
+@click.option("--lm-head", is_flag=True, help="onnx int4, int8-weight: quantize the LM head too.")
 @click.option("--optimize", type=click.Choice(["basic", "extended"]),
               help="onnx: apply ONNX Runtime's offline graph optimisations at this level.")
 @click.option("--prune-ffn", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -270,7 +271,7 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     GGUF types: F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_XS IQ4_NL
            Q3_K_L Q3_K_M Q3_K_S IQ3_M IQ3_S IQ3_XS Q2_K; with --imatrix also IQ3_XXS Q2_K_S
            IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S.
-    ONNX types: fp32 int8-dynamic int8-static int4 fp16 (see docs/compression.md).
+    ONNX types: fp32 int8-dynamic int8-static int8-weight int4 fp16 (docs/compression.md).
     """
     from edgeward.compress import (
         QUANT_TYPES,
