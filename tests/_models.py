@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeward.provenance import PrivateKey
+
 __all__ = ["TinyLlamaSpec", "tiny_vocab", "write_tiny_gguf", "write_tiny_onnx"]
 
 _WORD_TEXT = (
@@ -194,3 +196,15 @@ def export_tiny_onnx_lm(gguf: Path, directory: Path) -> Path:
 
     hf = gguf_to_hf_dir(gguf, directory.parent / f"{directory.name}-hf")
     return export_onnx(hf, directory, task="text-generation-with-past")
+
+
+def fixed_key(seed: int) -> PrivateKey:
+    """A deterministic Ed25519 key (deterministic signatures: goldens and snapshots are
+    stable)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    raw = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+    return PrivateKey.from_pem(raw.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))

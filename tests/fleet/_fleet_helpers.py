@@ -6,9 +6,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from edgeward.fleet.protocol import (
     Attestation,
     DeviceState,
@@ -28,14 +25,6 @@ from edgeward.provenance import (
 
 T0 = 1_750_000_000.0  # a fixed device time (2025-06-15)
 DIGEST = "ab" * 32
-
-
-def fixed_key(seed: int) -> PrivateKey:
-    """A deterministic Ed25519 key (deterministic signatures: goldens are stable)."""
-    raw = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-    return PrivateKey.from_pem(raw.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 def sample(**kw: object) -> HealthSample:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _fleet_helpers import fixed_key
 
+from _models import fixed_key
 from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
 from edgeward.provenance import PrivateKey
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _fleet_helpers import T0, event, fixed_key, health, provenance, state
+from _fleet_helpers import T0, event, health, provenance, state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _models import fixed_key
 from edgeward.fleet._alerts import AlertEngine, AlertRules
 from edgeward.fleet._ingest import Ingestor, Registry
 from edgeward.fleet._memstore import MemoryStore

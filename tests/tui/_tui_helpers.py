@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
+from _models import fixed_key
 from edgeward.fleet import Alert, open_store
 from edgeward.fleet._store import Accepted
 from edgeward.fleet.protocol import (
@@ -26,7 +24,6 @@ from edgeward.fleet.protocol import (
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.provenance import (
     IN_TOTO_PAYLOAD_TYPE,
-    PrivateKey,
     TrustStore,
     canonical_json,
     sign_payload,
@@ -34,13 +31,6 @@ from edgeward.provenance import (
 
 T0 = 1_750_000_000.0  # 2025-06-15, the fixed "now" of the fleet world
 DIGEST = "ab" * 32
-
-
-def fixed_key(seed: int) -> PrivateKey:
-    raw = ed25519.Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
-    return PrivateKey.from_pem(raw.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
 
 
 def write_keys(root: Path) -> tuple[Path, Path]:
