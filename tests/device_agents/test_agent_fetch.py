@@ -197,3 +197,49 @@ def test_a_delta_fetch_downloads_only_what_the_device_lacks(
     assert reused > 0.8 * size
     assert stats.resumed_with > 0.8 * total and stats.received == total - stats.resumed_with
     assert server.counters["chunks_sent"] < 0.2 * total
+
+
+_FETCH_IN_A_SMALL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from edgeward.device_agents._fetch import Fetcher
+from edgeward.errors import EdgewardError
+from edgeward.fleet.protocol import BrokerOptions
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = int(sys.argv[4])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    Fetcher(Path(sys.argv[1]), BrokerOptions(url=sys.argv[2]), "pi-01", chunk_size=65536,
+            window=2).fetch(sys.argv[3], deadline_s=60)
+except EdgewardError as e:
+    print(type(e).__name__, e)
+    sys.exit(e.exit_code)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.chaos
+def test_disk_full_during_a_transfer_stops_clearly_and_resumes(
+        tmp_path: Path, broker: MosquittoBroker, artifact: tuple[Path, str]) -> None:
+    src, digest = artifact
+    server = ArtifactServer(tmp_path / "store", BrokerOptions(url=broker.url))
+    server.add(src)
+    stop, t = _serve(server)
+    try:
+        # the "disk" holds 10 chunks: the part file cannot grow past them
+        proc = subprocess.run([sys.executable, "-c", _FETCH_IN_A_SMALL_DISK,
+                               str(tmp_path / "state"), broker.url, digest, str(10 * CHUNK)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 9, proc.stdout + proc.stderr  # ResourceError, at once
+        assert "ResourceError" in proc.stdout and "free some space" in proc.stdout
+        have = (tmp_path / "state" / "downloads" / f"{digest}.have").read_bytes()
+        kept = sum(have[8:])
+        assert 0 < kept <= 10  # what was written is recorded, nothing beyond it
+        # with room again, the download resumes from what was kept and completes
+        path, stats = Fetcher(tmp_path / "state", BrokerOptions(url=broker.url), "pi-01",
+                              chunk_size=CHUNK, window=4).fetch(digest, deadline_s=60)
+    finally:
+        stop.set()
+        t.join(10)
+    assert path.read_bytes() == src.read_bytes()
+    assert stats.resumed_with == kept and stats.received == 41 - kept

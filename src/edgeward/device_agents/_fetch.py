@@ -11,6 +11,7 @@ verifies the signature (the slot flow) before anything runs it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -24,7 +25,13 @@ from typing import Any
 
 from edgeward.device_agents._files import atomic_write
 from edgeward.device_agents._log import log_event
-from edgeward.errors import ChannelError, ConfigError, DigestMismatchError, RejectedMessageError
+from edgeward.errors import (
+    ChannelError,
+    ConfigError,
+    DigestMismatchError,
+    RejectedMessageError,
+    ResourceError,
+)
 from edgeward.fleet.protocol import BrokerOptions, connect
 from edgeward.fleet.protocol._transfer import (
     DEFAULT_CHUNK_SIZE,
@@ -172,6 +179,8 @@ class Fetcher:
             ChannelError: the deadline passed or ``stop`` was set before it completed.
             DigestMismatchError: the assembled file's sha256 is not ``digest`` (it is deleted).
             ConfigError: the download directory cannot be written.
+            ResourceError: a chunk cannot be written (the disk is full); what is on disk is
+                kept, and a later call resumes from it.
         """
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         final = self.dir / digest
@@ -235,23 +244,32 @@ class _Download:
         client.on_disconnect = lambda *_a: inbox.put(None)
         client.subscribe(chunk_topic(self.digest, self.f.device_id), qos=1)
         client.loop_start()
-        pending: dict[int, float] = {}
         try:
-            while not self.complete and time.monotonic() < end \
-                    and not (stop is not None and stop.is_set()):
-                self._request(client, pending)
-                try:
-                    frame = inbox.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if frame is None:
-                    self.stats.reconnects += 1
-                    self.stats.rerequests += len(pending)
-                    return
-                self._receive(frame, pending)
+            self._receive_all(client, inbox, stop, end)
+        except BaseException:
+            # record what is on disk, but never let that hide why the session ended
+            with contextlib.suppress(ConfigError, OSError):
+                self._save()
+            raise
         finally:
-            self._save()
             client.loop_stop()
+        self._save()
+
+    def _receive_all(self, client: Any, inbox: queue.Queue[bytes | None],
+                     stop: threading.Event | None, end: float) -> None:
+        pending: dict[int, float] = {}
+        while not self.complete and time.monotonic() < end \
+                and not (stop is not None and stop.is_set()):
+            self._request(client, pending)
+            try:
+                frame = inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if frame is None:
+                self.stats.reconnects += 1
+                self.stats.rerequests += len(pending)
+                return
+            self._receive(frame, pending)
 
     def _request(self, client: Any, pending: dict[int, float]) -> None:
         now = time.monotonic()
@@ -284,7 +302,13 @@ class _Download:
         if self.have[chunk.index]:
             self.stats.duplicates += 1
             return
-        os.pwrite(self.fd, chunk.data, chunk.index * chunk.chunk_size)
+        try:
+            os.pwrite(self.fd, chunk.data, chunk.index * chunk.chunk_size)
+        except OSError as e:  # the disk is full (or a file-size limit): stop, keep what is
+            raise ResourceError(
+                f"{self.f.dir}: cannot write the download of {self.digest[:16]}… "
+                f"({e.strerror}); the {sum(self.have)} of {self.count} chunks on disk are "
+                "kept: free some space and fetch again to resume") from e
         self.have[chunk.index] = 1
         self.stats.received += 1
         self.stats.bytes += len(chunk.data)
