@@ -72,10 +72,20 @@ class ModelsPane(Vertical):
                           f"{e.format} {e.quantization or ''}".strip(), sig, e.quality_text,
                           key=str(i))
         where = ", ".join(str(d) for d in self.app.ctx.model_dirs)  # type: ignore[attr-defined]
-        self.query_one("#model-detail", Static).update(
-            f"{len(entries)} model(s) in {where}. Enter: use the model in Compress/Flash."
-            if entries else f"No GGUF files or ONNX directories in {where}.")
+        detail = self.query_one("#model-detail", Static)
+        if entries:  # the highlighted row's detail, whatever order the events come in
+            detail.update(self._detail(entries[min(table.cursor_row, len(entries) - 1)]))
+        else:
+            detail.update(f"No GGUF files or ONNX directories in {where}.")
         self.post_message(self.Loaded(entries))
+
+    @staticmethod
+    def _detail(e: ModelEntry) -> str:
+        lines = [f"{e.path}", f"signature: {e.signature}"
+                 + (f" (publisher {e.publisher})" if e.publisher else "")]
+        if e.quality:
+            lines.append("quality: " + e.quality_text)
+        return "\n".join(lines)
 
     def _entry(self, row_key: object) -> ModelEntry | None:
         try:
@@ -86,13 +96,8 @@ class ModelsPane(Vertical):
     @on(DataTable.RowHighlighted, "#models-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         e = self._entry(event.row_key)
-        if e is None:
-            return
-        lines = [f"{e.path}", f"signature: {e.signature}"
-                 + (f" (publisher {e.publisher})" if e.publisher else "")]
-        if e.quality:
-            lines.append("quality: " + e.quality_text)
-        self.query_one("#model-detail", Static).update("\n".join(lines))
+        if e is not None:
+            self.query_one("#model-detail", Static).update(self._detail(e))
 
     @on(DataTable.RowSelected, "#models-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
