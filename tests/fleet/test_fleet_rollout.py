@@ -5,6 +5,7 @@ halt it and roll that wave back, and the later waves are never touched."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,7 +193,10 @@ def test_failures_in_one_wave_halt_it_and_roll_it_back(tmp_path: Path,
         driver.create("v3", group="all", devices=devices, params=PARAMS, stages=stages,
                       max_failure=0.2)
         doc = driver.run("v3", poll_s=0.1)
-        assert doc["state"] == "halted" and "wave 2: 3 of 8" in doc["halt_reason"]
+        # it halts as soon as the failures pass 20% of 8: after the 2nd or, if the replies
+        # arrive together, the 3rd; a failure still in flight at the halt is recorded too
+        assert doc["state"] == "halted"
+        assert re.match(r"wave 2: [23] of 8 devices failed \(limit 20%\)", doc["halt_reason"])
         status = {d: st["status"] for d, st in doc["devices"].items()}
         assert {status[d] for d in waves[0]} == {"succeeded"}  # earlier wave kept
         assert {status[d] for d in fail} == {"failed"}

@@ -195,6 +195,11 @@ class MosquittoBroker:
         return "\n".join(lines) + "\n"
 
     @property
+    def pid(self) -> int | None:
+        """The process id while it runs (None before the first start and after a stop)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._proc is not None and self._proc.poll() is None

@@ -1,0 +1,5 @@
+"""``python -m edgeward``: the same command line as the ``edgeward`` script."""
+
+from edgeward.cli import main
+
+raise SystemExit(main())
