@@ -50,7 +50,7 @@ bench: $(STAMP)
 		cat benchmarks/results/$$name.json; \
 	done
 	$(BIN)/python scripts/bench_summary.py
-	$(BIN)/python -m pytest -m chaos
+	EDGEWARD_CHAOS_ROUNDS=200 $(BIN)/python -m pytest -m chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

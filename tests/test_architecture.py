@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "device_agents": {"errors", "runtimes", "safety", "provenance", "fleet.protocol",
                       "hardware_profiles"},
 }
-TOP = {"cli", "_cli", "tui", "demo"}  # may import everything
+TOP = {"cli", "_cli", "tui", "demo", "__main__"}  # may import everything
 
 
 def _imports(path: Path) -> set[str]:

@@ -103,7 +103,7 @@ def test_run_once_applies_the_safety_filter(signed_tiny: Signed, tmp_path: Path)
                  run_dir=tmp_path / "run")
     assert e.value.categories == ["S4"] and e.value.exit_code == 7
     ok = run_once(signed_tiny.artifact, "a fine question", trust_store=signed_tiny.trust,
-                  safety_filter=WordFilter(), params=SamplingParams(max_tokens=3),
+                  safety_filter=WordFilter(), params=SamplingParams(max_tokens=3, temperature=0.0),
                   run_dir=tmp_path / "run")
     assert ok.stats.completion_tokens == 3
 
