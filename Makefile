@@ -49,7 +49,7 @@ bench: $(STAMP)
 		$(BIN)/python $$b > benchmarks/results/$$name.json; \
 		cat benchmarks/results/$$name.json; \
 	done
-	$(BIN)/python scripts/bench_summary.py
+	$(BIN)/python scripts/bench_summary.py --page docs/benchmarks.md
 	EDGEWARD_CHAOS_ROUNDS=200 $(BIN)/python -m pytest -m chaos
 
 lint: $(STAMP)

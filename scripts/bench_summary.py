@@ -2,9 +2,11 @@
 
 Each benchmark prints one JSON object; this lists every number in it, by its path in the
 object, under the benchmark's name, with the machine it ran on. The page is
-benchmarks/results/summary.md, linked from docs/benchmarks.md.
+benchmarks/results/summary.md; with ``--page`` the same summary also replaces what lies between
+the ``<!-- make bench: begin -->`` and ``<!-- make bench: end -->`` markers of that page (the
+end of docs/benchmarks.md), so the benchmarks page always carries the latest run.
 
-    .venv/bin/python scripts/bench_summary.py [--results DIR] [--out FILE]
+    .venv/bin/python scripts/bench_summary.py [--results DIR] [--out FILE] [--page FILE]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _SKIP = {"machine", "benchmark"}
+BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
 
 
 def leaves(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -64,17 +67,44 @@ def render(results: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def include(page: str, summary: str) -> str:
+    """``page`` with the text between its markers replaced by ``summary`` (its headings one
+    level down, its links from docs/).
+
+    Raises:
+        ValueError: the page lacks the markers, in order.
+    """
+    start, end = page.find(BEGIN), page.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the page has no {BEGIN} ... {END} section")
+    body = "\n".join("#" + line if line.startswith("#") else line
+                     for line in summary.splitlines()[1:]).strip()
+    body = body.replace("](../../docs/benchmarks.md)", "](benchmarks.md)")
+    return page[:start + len(BEGIN)] + "\n\n" + body + "\n\n" + page[end:]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--page", type=Path, help="also write the summary into this page's "
+                    "make-bench section (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
     if not args.results.is_dir():
         print(f"{args.results}: no such directory; run `make bench` first", file=sys.stderr)
         return 2
     out = args.out or args.results / "summary.md"
-    out.write_text(render(args.results), encoding="utf-8")
+    summary = render(args.results)
+    out.write_text(summary, encoding="utf-8")
     print(f"wrote {out}")
+    if args.page is not None:
+        try:
+            page = include(args.page.read_text(encoding="utf-8"), summary)
+        except (OSError, ValueError) as e:
+            print(f"{args.page}: {e}", file=sys.stderr)
+            return 2
+        args.page.write_text(page, encoding="utf-8")
+        print(f"updated {args.page}")
     return 0
 
 

@@ -33,3 +33,20 @@ def test_every_figure_is_listed_with_its_path(summary: dict[str, object],
     assert "| `rates` | 1.5, 2.25 |" in page and "| `note` | x / y |" in page
     assert "## broken" in page and "(unreadable:" in page
     assert "`benchmark`" not in page  # the name is the heading, not a figure
+
+
+def test_the_benchmarks_page_includes_the_latest_summary(summary: dict[str, object],
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "demo.json").write_text(json.dumps({"benchmark": "demo", "wall_s_median": 131.5,
+                                                    "within_limit": True}))
+    page = ("# Benchmarks\n\nhand-written tables\n\n<!-- make bench: begin -->\nold run\n"
+            "<!-- make bench: end -->\n\nafter\n")
+    rendered = summary["render"](tmp_path)  # type: ignore[operator]
+    new = summary["include"](page, rendered)  # type: ignore[operator]
+    assert new.startswith("# Benchmarks\n\nhand-written tables\n") and new.endswith("after\n")
+    assert "old run" not in new and "### demo" in new
+    assert "| `wall_s_median` | 131.5 |" in new and "](benchmarks.md)" in new
+    again = summary["include"](new, rendered)  # type: ignore[operator]
+    assert again == new  # idempotent: the markers stay, the content is replaced
+    with pytest.raises(ValueError, match="make bench: begin"):
+        summary["include"]("# no markers\n", rendered)  # type: ignore[operator]
