@@ -296,7 +296,7 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
     """
     from edgeward.errors import ConfigError
     from edgeward.fleet._operator import Operator
-    from edgeward.fleet._rollout import parse_fraction, parse_stages
+    from edgeward.fleet._rollout import parse_fraction, parse_stages, summarize
     from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
@@ -318,7 +318,7 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
                 max_failure=parse_fraction(max_failure, "--max-failure"), name=name,
                 wave_timeout_s=wave_timeout)
         doc = op.run_rollout(store, rollout, poll_s=poll, should_stop=stop.is_set)
-    emit(as_json, _rollout_summary(doc), lambda: out.print(
+    emit(as_json, summarize(doc), lambda: out.print(
         f"rollout {doc['name']}: {doc['state']}"
         + (f" ({doc['halt_reason']})" if doc.get("halt_reason") else "")))
     if doc["state"] == "halted":
@@ -328,23 +328,15 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
         raise RuntimeBackendError(f"rollout {doc['name']} halted: {doc['halt_reason']}")
 
 
-def _rollout_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for st in doc["devices"].values():
-        counts[st["status"]] = counts.get(st["status"], 0) + 1
-    return {"name": doc["name"], "state": doc["state"], "group": doc["group"],
-            "wave": doc["wave"] + 1, "waves": [len(w) for w in doc["waves"]],
-            "halt_reason": doc["halt_reason"], "devices": counts,
-            "artifact_digest": doc["params"].get("artifact_digest")}
-
-
 @fleet.command("rollouts")
 @_CONFIG
 @json_option
 def fleet_rollouts(*, config_path: Path, as_json: bool) -> None:
     """Every rollout: state, wave, devices by status."""
+    from edgeward.fleet._rollout import summarize
+
     with _store(config_path) as store:
-        rows = [_rollout_summary(store.get_doc("rollouts", n) or {})
+        rows = [summarize(store.get_doc("rollouts", n) or {})
                 for n in store.doc_names("rollouts")]
     emit(as_json, rows, lambda: _table("Rollouts", rows, [
         "name", "state", "group", "wave", "devices", "halt_reason"]))

@@ -36,7 +36,7 @@ from edgeward.errors import ConfigError
 from edgeward.fleet._store import Store
 from edgeward.fleet.protocol import Command, new_command
 
-__all__ = ["RolloutDriver", "parse_fraction", "parse_stages", "plan_waves"]
+__all__ = ["RolloutDriver", "parse_fraction", "parse_stages", "plan_waves", "summarize"]
 
 TABLE = "rollouts"
 _RUNNING, _HALTING, _HALTED, _DONE = "running", "halting", "halted", "done"
@@ -233,3 +233,17 @@ class RolloutDriver:
     def _save(self, doc: dict[str, Any]) -> None:
         doc["updated_at"] = self.clock()
         self.store.put_doc(TABLE, doc["name"], doc, now=doc["updated_at"])
+
+
+def summarize(doc: dict[str, Any]) -> dict[str, Any]:
+    """A rollout document in brief, as ``fleet rollouts --json`` prints it and the terminal UI
+    shows it: name, state, group, wave (1-based), wave sizes, devices by status, halt reason
+    and the artifact's digest."""
+    counts: dict[str, int] = {}
+    for st in doc.get("devices", {}).values():
+        counts[st["status"]] = counts.get(st["status"], 0) + 1
+    return {"name": doc.get("name"), "state": doc.get("state"), "group": doc.get("group"),
+            "wave": int(doc.get("wave", 0)) + 1,
+            "waves": [len(w) for w in doc.get("waves", [])],
+            "halt_reason": doc.get("halt_reason"), "devices": counts,
+            "artifact_digest": doc.get("params", {}).get("artifact_digest")}

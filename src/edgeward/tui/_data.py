@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeward.errors import EdgewardError
+from edgeward.fleet._rollout import summarize
 from edgeward.hardware_profiles import HardwareProfile
 
 __all__ = [
@@ -272,16 +273,6 @@ def _safety_counts(latest: dict[str, Any] | None) -> dict[str, int]:
     return {str(k): int(v) for k, v in dict(counts).items()}
 
 
-def rollout_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """A rollout document in brief: name, state, wave, devices by status, halt reason."""
-    counts: dict[str, int] = {}
-    for st in doc.get("devices", {}).values():
-        counts[st["status"]] = counts.get(st["status"], 0) + 1
-    return {"name": doc.get("name"), "state": doc.get("state"), "group": doc.get("group"),
-            "wave": int(doc.get("wave", 0)) + 1, "waves": len(doc.get("waves", [])),
-            "devices": counts, "halt_reason": doc.get("halt_reason")}
-
-
 def fleet_snapshot(store: Any, *, history: int = 12,
                    clock: Callable[[], float] = time.time) -> FleetSnapshot:
     """Read the fleet store: every device with its last ``history`` health samples, the
@@ -303,7 +294,7 @@ def fleet_snapshot(store: Any, *, history: int = 12,
             memory_used=tuple(h.get("memory_used_bytes") for h in health)))
         for k, v in _safety_counts(health[-1] if health else None).items():
             safety[k] = safety.get(k, 0) + v
-    rollouts = tuple(rollout_summary(store.get_doc("rollouts", n) or {})
+    rollouts = tuple(summarize(store.get_doc("rollouts", n) or {})
                      for n in store.doc_names("rollouts"))
     return FleetSnapshot(taken_at=clock(), devices=tuple(rows), alerts=tuple(alerts),
                          safety=dict(sorted(safety.items())), rollouts=rollouts)

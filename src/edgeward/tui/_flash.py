@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, RichLog, Select
 
 from edgeward.errors import ConfigError, EdgewardError
-from edgeward.tui._data import ModelEntry, rollout_summary
+from edgeward.fleet._rollout import summarize
+from edgeward.tui._data import ModelEntry
 
 __all__ = ["FlashPane"]
 
@@ -230,8 +231,9 @@ class FlashPane(Vertical):
         for device, st in sorted(doc.get("devices", {}).items(),
                                  key=lambda kv: (kv[1]["wave"], kv[0])):
             table.add_row(device, str(st["wave"] + 1), st["status"], str(st["attempts"]))
-        s = rollout_summary(doc)
+        s = summarize(doc)
         counts = ", ".join(f"{k} {v}" for k, v in sorted(s["devices"].items()))
         halt = f" — HALTED: {s['halt_reason']}" if s["state"] == "halted" else ""
         self.query_one("#flash-status", Label).update(
-            f"rollout {s['name']}: {s['state']}, wave {s['wave']}/{s['waves']} ({counts}){halt}")
+            f"rollout {s['name']}: {s['state']}, wave {s['wave']}/{len(s['waves'])} "
+            f"({counts}){halt}")
