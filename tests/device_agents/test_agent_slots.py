@@ -187,6 +187,7 @@ def test_a_signed_rollback_command_serves_the_other_slot_again(
                                     "state_dir": str(state), "listen": "127.0.0.1:0"}))
     assert agent.start().sha256 == new.sha256
     try:
+        assert agent.health_figures()["slot"] == new.slot == "b"  # health says where from
         agent.commands = CommandGate(state, "pi-01", trust)
         agent.commands.deployed(new.sha256)
         wire = encode_command(new_command("pi-01", "rollback", 1), operator)
@@ -195,6 +196,7 @@ def test_a_signed_rollback_command_serves_the_other_slot_again(
         assert agent.engine.model.info.sha256 == old.sha256  # serving the old slot again
         now = slots.active()
         assert now is not None and (now.slot, now.sha256, now.trial) == ("a", old.sha256, False)
+        assert agent.health_figures()["slot"] == "a"
         # the newer artifact was moved on from: only another signed rollback brings it back
         again = encode_command(new_command("pi-01", "deploy", 2, params={
             "artifact_digest": new.sha256}), operator)

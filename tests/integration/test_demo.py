@@ -74,6 +74,9 @@ def test_the_whole_mission_then_a_clean_shutdown(tmp_path: Path, smollm2_gguf: P
         assert api["pii"]["action"] == "redact" and api["pii"]["categories"], api["pii"]
         assert any(f"[{c}]" in api["pii"]["content"] for c in api["pii"]["categories"])
         assert not re.search(r"\b\d{1,3}(\.\d{1,3}){3}\b", api["pii"]["content"])
+        # fleet health: each device reports the slot it runs from (the update switched it)
+        assert {d["health"]["slot"] for d in devices.values()} == {"b"}
+        assert all(d["health"]["uptime_s"] > 0 for d in devices.values())
         # the safety decisions reached the fleet as health counts
         local = devices["local-01"]["safety"]
         assert sum(local.values()) >= 1, local
@@ -105,3 +108,46 @@ def test_the_whole_mission_then_a_clean_shutdown(tmp_path: Path, smollm2_gguf: P
     assert not any(running(p) for p in everything.values())
     assert set(final["processes"]["exit_codes"].values()) <= {0}
     assert (work / "logs" / "local-01.log").stat().st_size > 0
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line mentions ``text`` (the demo's children name their
+    configuration files, which live in its working directory)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and running(int(proc.name)):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the processes")
+def test_ctrl_c_in_the_middle_stops_everything(tmp_path: Path, smollm2_gguf: Path) -> None:
+    work = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, "-m", "edgeward", "demo", "--workdir", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # wait until the fleet is up and compression has started: children are running
+        end = time.monotonic() + 180
+        while not any((work / "models").glob("*/.edgeward-work-*")) and \
+                time.monotonic() < end and demo.poll() is None:
+            time.sleep(0.2)
+        children = _processes_mentioning(str(work))
+        assert len(children) >= 6, children  # mosquitto, manager, artifact server, 3 agents
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            out, err = demo.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            out, err = demo.communicate()
+            pytest.fail(f"the demo did not stop within 150 s of Ctrl-C:\n{out[-3000:]}\n"
+                        f"{err[-3000:]}")
+    assert demo.returncode == 130, err[-2000:]
+    assert "shutting down" in out and "interrupted" in err
+    assert _processes_mentioning(str(work)) == []

@@ -40,20 +40,25 @@ def demo(keep: bool, workdir: Path | None, question: str | None, max_tokens: int
 
     options = DemoOptions(workdir=workdir, keep=keep, question=question or DEFAULT_QUESTION,
                           max_tokens=max_tokens, eval_tokens=eval_tokens)
-    view = _Progress(quiet=as_json)
-    stop = threading.Event()
+    stop, kept, interrupted = threading.Event(), threading.Event(), threading.Event()
+    view = _Progress(quiet=as_json, interrupted=interrupted)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set() or not keep:
-            raise KeyboardInterrupt  # unwinds through the demo's clean shutdown
-        stop.set()
+        if kept.is_set() and not stop.is_set():
+            stop.set()  # --keep: leave the wait; the demo then shuts down as usual
+            return
+        # Unwinds through the demo's clean shutdown. Raised inside a ctypes callback (llama.cpp
+        # logs through one while it quantizes) it would be swallowed, so the flag makes the
+        # next progress report raise it again.
+        interrupted.set()
+        raise KeyboardInterrupt
 
     for s in previous:
         signal.signal(s, on_signal)
     try:
         result = run_demo(options, on_step=view.step, on_progress=view.progress,
-                          on_detail=view.detail, should_stop=stop.is_set)
+                          on_detail=view.detail, on_kept=kept.set, should_stop=stop.is_set)
     finally:
         view.done()
         for s, handler in previous.items():
@@ -67,8 +72,9 @@ def demo(keep: bool, workdir: Path | None, question: str | None, max_tokens: int
 class _Progress:
     """Step lines with the time since the start, and a transient bar for long steps."""
 
-    def __init__(self, *, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool, interrupted: threading.Event) -> None:
         self.quiet = quiet
+        self.interrupted = interrupted
         self.t0 = time.monotonic()
         self.bar: Any = None
         self.task: Any = None
@@ -77,17 +83,26 @@ class _Progress:
     def _clock(self) -> str:
         return f"[dim]{time.monotonic() - self.t0:6.1f}s[/dim]"
 
+    def _check(self) -> None:
+        """Re-raise a Ctrl-C that was swallowed (once)."""
+        if self.interrupted.is_set():
+            self.interrupted.clear()
+            raise KeyboardInterrupt
+
     def step(self, text: str) -> None:
+        self._check()
         self.done()
         if not self.quiet:
             out.print(f"{self._clock()} [bold]▶[/bold] {text}", soft_wrap=True)
 
     def detail(self, text: str) -> None:
+        self._check()
         self.done()
         if not self.quiet:
             out.print(f"         {text}", soft_wrap=True, markup=False)
 
     def progress(self, label: str, done: int, total: int) -> None:
+        self._check()
         if self.quiet or not out.is_terminal:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -135,7 +150,15 @@ def _summary(doc: dict[str, Any]) -> None:
     api, tamper = doc["api"], doc["tamper"]
     rollouts = ", ".join(f"{r['name']} {r['state']} ({r['waves']} waves)"
                          for r in doc["rollouts"])
+    health = "; ".join(
+        f"{d['device_id']} slot {d['health'].get('slot') or '-'}, up "
+        f"{d['health'].get('uptime_s') or 0:.0f} s"
+        + (f", {d['health']['decode_tokens_per_s']:.0f} tok/s"
+           if d["health"].get("decode_tokens_per_s") else "")
+        + (f", safety {d['safety']}" if d["safety"] else "")
+        for d in doc["devices"])
     rows = [
+        ("health", health),
         ("rollouts", rollouts),
         ("benign", f"{api['benign']['content']!r}"),
         ("harmful", f"blocked ({api['harmful']['finish_reason']}), category "

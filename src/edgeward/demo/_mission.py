@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -115,6 +116,7 @@ def run_demo(options: DemoOptions | None = None, *,
              on_step: Callable[[str], None] | None = None,
              on_progress: Callable[[str, int, int], None] | None = None,
              on_detail: Callable[[str], None] | None = None,
+             on_kept: Callable[[], None] | None = None,
              should_stop: Callable[[], bool] = lambda: False) -> DemoResult:
     """Run the whole mission and return what happened.
 
@@ -123,6 +125,7 @@ def run_demo(options: DemoOptions | None = None, *,
         on_step: called as each step starts (a short sentence).
         on_progress: compression progress (label, done, total).
         on_detail: sub-step lines (indented in the CLI).
+        on_kept: with ``keep``, called once the mission is done and the fleet is left running.
         should_stop: with ``keep``, polled after the summary; True ends the demo.
 
     Raises:
@@ -146,7 +149,7 @@ def run_demo(options: DemoOptions | None = None, *,
         mission = _Mission(World(root), source=source, options=options, progress=progress,
                            detail=detail, result=result)
         try:
-            mission.run(t0, should_stop)
+            mission.run(t0, should_stop, on_kept or (lambda: None))
         finally:
             mission.shutdown()
     result.timings["total_s"] = time.monotonic() - t0
@@ -184,10 +187,12 @@ class _Mission:
         self.broker_pid: int | None = None
         self.reports: dict[str, CompressionReport] = {}  # device id -> its artifact's report
         self.served: dict[str, Path] = {}  # device id -> the signed artifact it should run
+        self._digests: dict[Path, str] = {}
 
     # -- the steps -------------------------------------------------------------------------
 
-    def run(self, t0: float, should_stop: Callable[[], bool]) -> None:
+    def run(self, t0: float, should_stop: Callable[[], bool],
+            on_kept: Callable[[], None]) -> None:
         timings = self.result.timings
         for name, step in (("start_fleet_s", self.start_fleet),
                            ("compress_s", self.compress_and_sign),
@@ -209,6 +214,7 @@ class _Mission:
                 f"    edgeward tui --fleet-config {self.world.fleet_toml} "
                 f"--operator-key {self.world.operator_key} "
                 f"--artifacts-dir {self.world.artifacts} --models {self.world.models}")
+            on_kept()
             while not should_stop():
                 time.sleep(0.5)
 
@@ -326,7 +332,7 @@ class _Mission:
                 if doc["state"] != "done":
                     raise EdgewardError(f"rollout {name} ended {doc['state']}: "
                                         f"{doc.get('halt_reason')}; see {w.logs}")
-        want = {d: _digest(a) for d, a in self.served.items()}
+        want = {d: self._sha(a) for d, a in self.served.items()}
         self.supervisor.wait_for(
             self.supervisor.children[0],
             lambda: self._all(lambda r: r.artifact_digest == want[r.device_id]),
@@ -356,15 +362,16 @@ class _Mission:
 
     def fleet_view(self) -> None:
         from edgeward.fleet._store import open_store
-        from edgeward.provenance import TrustStore, verify_artifact
+        from edgeward.provenance import TrustStore, envelope_path_for, verify_artifact
 
         w = self.world
         self.progress.step("the fleet's view: health and each device's verified provenance")
         trust = TrustStore.open(w.fleet_trust)
         cfg_store = str(w.fleet_dir / "fleet.db")
         self.supervisor.wait_for(self.supervisor.children[0], lambda: all(
-            self._provenance(d.device_id) is not None for d in w.devices),
-            what="provenance from every device", timeout_s=30)
+            self._provenance(d.device_id) is not None and self._health_current(d.device_id)
+            for d in w.devices), what="provenance and current health from every device",
+            timeout_s=30)
         with open_store(cfg_store) as store:
             for d in w.devices:
                 rec = store.device(d.device_id)
@@ -372,7 +379,7 @@ class _Mission:
                 health = (store.health(d.device_id, limit=1) or [{}])[0]
                 prov = self._provenance(d.device_id) or {}
                 artifact = self.served[d.device_id]
-                envelope = artifact.with_name(artifact.name + ".edgeward.json")
+                envelope = envelope_path_for(artifact)
                 local = verify_artifact(artifact, envelope.read_bytes(), trust)
                 report = self.reports[d.device_id].to_dict()
                 row = {
@@ -386,7 +393,9 @@ class _Mission:
                     "provenance_verified": bool(prov.get("statement_verified"))
                     and prov.get("subjects", [{}])[0].get("sha256") == rec.artifact_digest,
                     "auditor_check": local.subjects[0].sha256 == rec.artifact_digest,
-                    "memory_rss_bytes": health.get("memory_rss_bytes"),
+                    "health": {k: health.get(k) for k in (
+                        "slot", "uptime_s", "cpu_percent", "memory_used_bytes",
+                        "decode_tokens_per_s", "queue_depth")},
                     "safety": health.get("safety") or {},
                 }
                 self.result.devices.append(row)
@@ -394,7 +403,7 @@ class _Mission:
                             f"{(rec.artifact_digest or '')[:12]}…, provenance "
                             f"{'verified' if row['provenance_verified'] else 'NOT verified'}")
         self.result.artifacts = [
-            {"path": str(a), "sha256": _digest(a), "size_bytes": a.stat().st_size}
+            {"path": str(a), "sha256": self._sha(a), "size_bytes": a.stat().st_size}
             for a in sorted(set(self.served.values()))]
 
     def tamper(self) -> None:
@@ -402,6 +411,7 @@ class _Mission:
         from edgeward.fleet._artifacts import ArtifactServer
         from edgeward.fleet._operator import Operator
         from edgeward.fleet._store import open_store
+        from edgeward.provenance import envelope_path_for
 
         w, d = self.world, self._api_device()
         good = self.served[d.device_id]
@@ -411,8 +421,7 @@ class _Mission:
         bad_dir.mkdir()
         bad = bad_dir / good.name
         shutil.copyfile(good, bad)
-        envelope = good.with_name(good.name + ".edgeward.json")
-        shutil.copyfile(envelope, bad.with_name(bad.name + ".edgeward.json"))
+        shutil.copyfile(envelope_path_for(good), envelope_path_for(bad))
         with bad.open("r+b") as f:  # a byte in the middle of the tensor data
             f.seek(bad.stat().st_size // 2)
             byte = f.read(1)
@@ -450,7 +459,7 @@ class _Mission:
         with httpx.Client(base_url=d.url, timeout=120) as c:
             still = self._chat(c, "Say hello.")
             models = c.get("/v1/models").json()
-        serving = _digest(self.served[d.device_id])
+        serving = self._sha(self.served[d.device_id])
         self.result.tamper = {
             "device_id": d.device_id, "tampered_digest": digest, **outcome,
             "still_serving_digest": rec.artifact_digest if rec else None,
@@ -463,10 +472,18 @@ class _Mission:
     def shutdown(self) -> None:
         """Stop every process (agents first, the broker last) and record any stray."""
         if self.supervisor.children or self.broker is not None:
-            self.progress.step("shutting down: agents, artifact server, fleet manager, broker")
-        self.supervisor.close()
-        if self.broker is not None:
-            self.broker.stop()
+            # A reporter may raise the Ctrl-C that brought us here once more instead of
+            # printing (see the CLI); then the second try prints.
+            for _ in range(2):
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.progress.step("shutting down: agents, artifact server, fleet manager, "
+                                       "broker")
+                    break
+        try:
+            self.supervisor.close()
+        finally:
+            if self.broker is not None:
+                self.broker.stop()
         strays = self.supervisor.strays()
         if self.broker_pid is not None and running(self.broker_pid):
             strays.append(f"mosquitto (pid {self.broker_pid})")
@@ -490,12 +507,28 @@ class _Mission:
     def _provenance(self, device_id: str) -> dict[str, Any] | None:
         from edgeward.fleet._store import open_store
 
-        want = _digest(self.served[device_id])
+        want = self._sha(self.served[device_id])
         with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
             for p in store.provenance(device_id, limit=10):
                 if any(s.get("sha256") == want for s in p.get("subjects", [])):
                     return p
         return None
+
+    def _sha(self, path: Path) -> str:
+        """SHA-256 of an artifact the demo made (hashed once)."""
+        from edgeward.compress._pipeline import sha256_file
+
+        if path not in self._digests:
+            self._digests[path] = sha256_file(path)
+        return self._digests[path]
+
+    def _health_current(self, device_id: str) -> bool:
+        """Whether the device's latest health report is about the artifact rolled out to it."""
+        from edgeward.fleet._store import open_store
+
+        with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
+            rows = store.health(device_id, limit=1)
+        return bool(rows) and rows[0].get("artifact_digest") == self._sha(self.served[device_id])
 
     def _chat(self, client: Any, prompt: str) -> dict[str, Any]:
         r = client.post("/v1/chat/completions", json={
@@ -521,17 +554,6 @@ def _http_ok(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-_DIGESTS: dict[Path, str] = {}
-
-
-def _digest(path: Path) -> str:
-    from edgeward.compress._pipeline import sha256_file
-
-    if path not in _DIGESTS:
-        _DIGESTS[path] = sha256_file(path)
-    return _DIGESTS[path]
 
 
 def dumps(result: DemoResult) -> str:

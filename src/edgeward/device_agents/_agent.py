@@ -203,7 +203,8 @@ class Agent:
 
     def health_figures(self) -> dict[str, Any]:
         """The agent's fields of the health report: decode speed, queue depth, safety
-        decisions by action and category since start, the artifact being served."""
+        decisions by action and category since start, the artifact being served and the A/B
+        slot it came from."""
         m = self.metrics
         decisions: dict[str, int] = {}
         for name, label in (("edgeward_agent_safety_verdicts_total", "action"),
@@ -218,7 +219,19 @@ class Agent:
         return {"decode_tokens_per_s": speed or None,
                 "queue_depth": engine.queue_depth if engine is not None else 0,
                 "safety_decisions": decisions,
-                "artifact_digest": engine.model.info.sha256 if engine is not None else None}
+                "artifact_digest": engine.model.info.sha256 if engine is not None else None,
+                "slot": self.serving_slot(engine.model.info.sha256) if engine else None}
+
+    def serving_slot(self, sha256: str) -> str | None:
+        """The A/B slot (``a``/``b``) the served artifact ``sha256`` came from: the active
+        slot when the agent serves ``@slots`` and that slot holds these bytes, else None."""
+        if self._config.artifact != SLOTS_ARTIFACT:
+            return None
+        try:
+            pointer = SlotStore(self._config.state_dir).active()
+        except EdgewardError:
+            return None
+        return pointer.slot if pointer is not None and pointer.sha256 == sha256 else None
 
     def _report_model(self, model: LoadedModel, *, event: str) -> None:
         """Tell the fleet what now runs: an event, and the signed provenance report."""
@@ -231,7 +244,8 @@ class Agent:
                                  severity="info" if info.verified else "warning")
             statement = _dsse_envelope(model.envelope)
             if statement is not None and info.key_id is not None:
-                client.publish_provenance(statement, artifact_digest=info.sha256, slot=None,
+                client.publish_provenance(statement, artifact_digest=info.sha256,
+                                          slot=self.serving_slot(info.sha256),
                                           publisher_key_id=info.key_id,
                                           verified_at=info.loaded_at, loaded_at=info.loaded_at)
         except EdgewardError as e:  # telemetry must never take the model down
