@@ -64,6 +64,7 @@ def demo(keep: bool, workdir: Path | None, question: str | None, max_tokens: int
         for s, handler in previous.items():
             signal.signal(s, handler)
     doc = result.to_dict()
+    doc["workdir_removed"] = workdir is None and not keep
     emit(as_json, doc, lambda: _summary(doc))
     if doc["processes"]["strays"]:
         raise click.ClickException(f"processes left running: {doc['processes']['strays']}")
@@ -148,8 +149,8 @@ def _summary(doc: dict[str, Any]) -> None:
               "predicted memory (MiB) at the profile's context; prov: the signed provenance "
               "verifies for the bytes the device reports[/dim]", soft_wrap=True)
     api, tamper = doc["api"], doc["tamper"]
-    rollouts = ", ".join(f"{r['name']} {r['state']} ({r['waves']} waves)"
-                         for r in doc["rollouts"])
+    rollouts = ", ".join(f"{r['name']} {r['state']} ({r['waves']} wave"
+                         f"{'s' if r['waves'] != 1 else ''})" for r in doc["rollouts"])
     health = "; ".join(
         f"{d['device_id']} slot {d['health'].get('slot') or '-'}, up "
         f"{d['health'].get('uptime_s') or 0:.0f} s"
@@ -172,6 +173,9 @@ def _summary(doc: dict[str, Any]) -> None:
                  f"(compression {doc['timings']['compress_s']:.0f} s)"),
         ("processes", "all stopped" if not doc["processes"].get("strays")
          else f"LEFT RUNNING: {doc['processes']['strays']}"),
+        ("workdir", doc["workdir"] + (" (a temporary directory, removed)"
+                                      if doc.get("workdir_removed") else
+                                      " (keys, configs, models, logs, summary.json)")),
     ]
     for key, value in rows:
         out.print(f"[bold]{key:>10}[/bold]  {value}", soft_wrap=True)

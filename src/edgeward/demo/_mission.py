@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,8 +181,7 @@ class _Mission:
                  progress: Progress, detail: Callable[[str], None], result: DemoResult) -> None:
         self.world, self.source, self.options = world, source, options
         self.progress, self.detail, self.result = progress, detail, result
-        self.stack = ExitStack()
-        self.supervisor = Supervisor(world.logs, env={"EDGEWARD_LOG_LEVEL": "info"})
+        self.supervisor = Supervisor(world.logs)
         self.broker: Any = None
         self.broker_pid: int | None = None
         self.reports: dict[str, CompressionReport] = {}  # device id -> its artifact's report
