@@ -56,11 +56,16 @@ class FleetPane(Vertical):
         yield Label("Fleet: waiting for the first read…", id="fleet-status")
         table: DataTable[str] = DataTable(id="devices-table", cursor_type="row",
                                           zebra_stripes=True)
-        table.add_columns("device", "state", "artifact", "seen", "cpu %", "tok/s", "alerts")
+        # Fixed widths (fit 80 columns): the layout must not depend on whether the first
+        # read arrived before the table was first drawn.
+        for label, width in (("device", 12), ("state", 7), ("artifact", 12), ("seen", 5),
+                             ("cpu %", 8), ("tok/s", 9), ("alerts", 6)):
+            table.add_column(label, width=width)
         yield table
         yield Static("", id="fleet-safety")
         alerts: DataTable[str] = DataTable(id="alerts-table", cursor_type="none")
-        alerts.add_columns("time", "device", "kind", "detail")
+        for label, width in (("time", 8), ("device", 12), ("kind", 12), ("detail", 36)):
+            alerts.add_column(label, width=width)
         yield alerts
 
     def action_refresh(self) -> None:
