@@ -187,6 +187,7 @@ class _Mission:
         self.reports: dict[str, CompressionReport] = {}  # device id -> its artifact's report
         self.served: dict[str, Path] = {}  # device id -> the signed artifact it should run
         self._digests: dict[Path, str] = {}
+        self.api_done_at = 0.0
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -358,6 +359,7 @@ class _Mission:
                         f"{api['pii']['content']!r} (action {api['pii']['action']}, "
                         f"{api['pii']['categories']})")
         self.result.api = api
+        self.api_done_at = time.time()  # health sent after this counts the decisions above
 
     def fleet_view(self) -> None:
         from edgeward.fleet._store import open_store
@@ -522,11 +524,12 @@ class _Mission:
         return self._digests[path]
 
     def _health_current(self, device_id: str) -> bool:
-        """Whether the device's latest health report is about the artifact rolled out to it."""
+        """Whether the device's latest health report is about the artifact rolled out to it
+        and was made after the API calls (so it counts their safety decisions)."""
         from edgeward.fleet._store import open_store
 
         with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
-            rows = store.health(device_id, limit=1)
+            rows = store.health(device_id, limit=1, since=self.api_done_at)
         return bool(rows) and rows[0].get("artifact_digest") == self._sha(self.served[device_id])
 
     def _chat(self, client: Any, prompt: str) -> dict[str, Any]:
