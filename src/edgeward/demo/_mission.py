@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.compress import CompressionReport, CompressOptions, EvalConfig, Reporter
-from edgeward.demo._processes import Supervisor, edgeward_command, require, running
+from edgeward.demo._processes import Child, Supervisor, edgeward_command, require, running
 from edgeward.demo._world import DemoDevice, World, gateway_profile
 from edgeward.errors import ConfigError, EdgewardError
 from edgeward.hardware_profiles import detect_profile, get_profile
@@ -182,6 +182,7 @@ class _Mission:
         self.world, self.source, self.options = world, source, options
         self.progress, self.detail, self.result = progress, detail, result
         self.supervisor = Supervisor(world.logs)
+        self.manager: Child | None = None  # the fleet manager's process, once started
         self.broker: Any = None
         self.broker_pid: int | None = None
         self.reports: dict[str, CompressionReport] = {}  # device id -> its artifact's report
@@ -250,7 +251,7 @@ class _Mission:
         self.progress.step("starting the fleet manager, the artifact server and 3 device agents "
                            "(one process each)")
         sup = self.supervisor
-        manager = sup.start("fleet-manager", edgeward_command(
+        self.manager = manager = sup.start("fleet-manager", edgeward_command(
             "fleet", "run", "--config", str(w.fleet_toml)))
         artifacts = sup.start("artifact-server", edgeward_command(
             "fleet", "serve-artifacts", "--config", str(w.fleet_toml), "--dir",
@@ -311,7 +312,7 @@ class _Mission:
         with Operator(cfg, w.operator, client_id="edgeward-demo-operator") as op, \
                 open_store(cfg.store, base_dir=cfg.base_dir) as store:
             for artifact, members in groups.items():
-                label = self.reports[members[0]].to_dict()["type"]
+                label = self.reports[members[0]].chosen.recipe.type
                 group = f"smollm2-{label.lower()}"
                 store.put_doc("device_groups", group, {"name": group, "devices": members},
                               now=time.time())
@@ -333,10 +334,8 @@ class _Mission:
                     raise EdgewardError(f"rollout {name} ended {doc['state']}: "
                                         f"{doc.get('halt_reason')}; see {w.logs}")
         want = {d: self._sha(a) for d, a in self.served.items()}
-        self.supervisor.wait_for(
-            self.supervisor.children[0],
-            lambda: self._all(lambda r: r.artifact_digest == want[r.device_id]),
-            what="every device reporting its new artifact", timeout_s=60)
+        self._await(lambda: self._all(lambda r: r.artifact_digest == want[r.device_id]),
+                    what="every device reporting its new artifact", timeout_s=60)
 
     def use_the_api(self) -> None:
         import httpx
@@ -369,10 +368,10 @@ class _Mission:
         self.progress.step("the fleet's view: health and each device's verified provenance")
         trust = TrustStore.open(w.fleet_trust)
         cfg_store = str(w.fleet_dir / "fleet.db")
-        self.supervisor.wait_for(self.supervisor.children[0], lambda: all(
+        self._await(lambda: all(
             self._provenance(d.device_id) is not None and self._health_current(d.device_id)
             for d in w.devices), what="provenance and current health from every device",
-            timeout_s=30)
+                    timeout_s=30)
         with open_store(cfg_store) as store:
             for d in w.devices:
                 rec = store.device(d.device_id)
@@ -443,16 +442,13 @@ class _Mission:
                 for e in store.events(d.device_id, limit=200):
                     data = e["data"]
                     if (e["event"] in ("command.failed", "command.refused")
-                            and data.get("command_id", cmd.command_id) == cmd.command_id
-                            and e["event"] != "command.accepted"):
+                            and data.get("command_id", cmd.command_id) == cmd.command_id):
                         return {"event": e["event"], "reason": data.get("reason"),
                                 "detail": data.get("detail", "")}
                 return None
 
-            self.supervisor.wait_for(self.supervisor.children[0],
-                                     lambda: answered() is not None,
-                                     what=f"{d.device_id} answering the tampered deploy",
-                                     timeout_s=90)
+            self._await(lambda: answered() is not None,
+                        what=f"{d.device_id} answering the tampered deploy", timeout_s=90)
             outcome = answered() or {}
             rec = store.device(d.device_id)
         import httpx
@@ -494,6 +490,12 @@ class _Mission:
             "exit_codes": dict(self.supervisor.exit_codes), "strays": strays}
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _await(self, ready: Callable[[], bool], *, what: str, timeout_s: float) -> None:
+        """Wait until ``ready()``, failing early (with its log) if the fleet manager dies."""
+        if self.manager is None:
+            raise EdgewardError("the fleet manager was never started")
+        self.supervisor.wait_for(self.manager, ready, what=what, timeout_s=timeout_s)
 
     def _api_device(self) -> DemoDevice:
         return next(d for d in self.world.devices if d.device_id == "local-01")
