@@ -116,19 +116,49 @@ def _print_pii_eval(r: dict[str, Any]) -> None:
 @click.argument("data", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @_POLICY
 @click.option("--split", help="Only rows of this split (e.g. dev).")
+@click.option("--folds", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Also the leave-sources-out figures: the train split's sources in K folds, "
+                   "a classifier fitted per fold without its sources (slow: minutes a fold).")
 @json_option
-def eval_(*, data: Path, policy_path: Path | None, split: str | None, as_json: bool) -> None:
+def eval_(*, data: Path, policy_path: Path | None, split: str | None, folds: int | None,
+          as_json: bool) -> None:
     """Evaluate the filter on DATA.jsonl: labelled prompts or PII spans.
 
     JSON for prompts: by_label, by_source, benign_fpr, precision, recall, f1, confusion,
     latency_ms {p50, p90, p99}; for PII: by_type {support, predicted, recall, precision}.
+    With --folds K: leave_sources_out {folds, by_source, macro, worst}, each source scored
+    by a classifier that never saw it, at the shipped threshold.
     """
-    from edgeward.safety._eval import evaluate
+    from edgeward.safety import evaluate, evaluate_folds
 
-    result = evaluate(data, _filter(policy_path), split=split)
-    emit(as_json, result,
-         lambda: (_print_pii_eval if result["kind"] == "pii" else _print_prompt_eval)(result))
+    flt = _filter(policy_path)
+    result = evaluate(data, flt, split=split)
+    if folds is not None:
+        if result["kind"] != "prompts":
+            raise ConfigError(f"{data}: --folds needs labelled prompts, not PII spans")
+        result["leave_sources_out"] = evaluate_folds(
+            data, k=folds, policy=flt.policy,
+            progress=lambda line: click.echo(line, err=True))
+    emit(as_json, result, lambda: _print_eval(result))
 
+
+def _print_eval(r: dict[str, Any]) -> None:
+    (_print_pii_eval if r["kind"] == "pii" else _print_prompt_eval)(r)
+    lso = r.get("leave_sources_out")
+    if lso is None:
+        return
+    table = Table(title=f"leave sources out ({lso['k']} folds, threshold {lso['threshold']}; "
+                        f"benign: false-positive rate)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("source", "label", "fold", "n", "rate"):
+        table.add_column(col, justify="left" if col in ("source", "label") else "right")
+    for key, cell in lso["by_source"].items():
+        source, label = key.rsplit("/", 1)
+        table.add_row(source, label, str(cell["fold"] + 1), str(cell["n"]), f"{cell['rate']:.1%}")
+    out.print(table)
+    for label, rate in lso["macro"].items():
+        worst = lso["worst"][label]
+        out.print(f"{label}: macro {rate:.1%}; worst {worst['source']} {worst['rate']:.1%}")
 
 
 @safety.group("policy")

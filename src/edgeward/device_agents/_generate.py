@@ -73,7 +73,9 @@ def screen_prompt(flt: SafetyFilter, prompt: Prompt, *, context: Mapping[str, An
 
     Args:
         flt: the safety filter.
-        prompt: the prompt; every chat message is checked, with its role in the context.
+        prompt: the prompt; every chat message (its content and ``name``) is checked, with
+            its role in the context, and then the system, user and tool turns together (a
+            request split over turns).
         context: passed to the filter (endpoint, request id, model).
         on_verdict: called with every verdict that is not ``allow``.
 
@@ -92,16 +94,43 @@ def screen_prompt(flt: SafetyFilter, prompt: Prompt, *, context: Mapping[str, An
         return prompt, None
     messages: list[ChatMessage] = []
     for m in prompt.messages:
-        verdict = flt.check(m["content"], stage="prompt", context={**context, "role": m["role"]})
+        checked, blocked = _screen_message(flt, m, context=context, on_verdict=on_verdict)
+        if blocked is not None:
+            return prompt, blocked
+        messages.append(checked)
+    # A request split over several turns passes each turn alone: the client's turns are
+    # checked together too (the assistant's own turns are not the client's request).
+    turns = [m["content"] for m in prompt.messages if m["role"] != "assistant"]
+    if len(turns) > 1:
+        whole = flt.check("\n".join(turns), stage="prompt",
+                          context={**context, "role": "conversation"})
+        if whole.action == "block":
+            if on_verdict is not None:
+                on_verdict("prompt", whole)
+            return prompt, whole
+    return Prompt(messages=tuple(messages)), None
+
+
+def _screen_message(flt: SafetyFilter, m: ChatMessage, *, context: Mapping[str, Any],
+                    on_verdict: VerdictHook | None) -> tuple[ChatMessage, Verdict | None]:
+    """One message's content and ``name`` checked: the message to send (redacted where the
+    filter redacted) and the blocking verdict, if any."""
+    texts = [("content", m["content"])] + ([("name", m["name"])] if m.get("name") else [])
+    content = m["content"]
+    for part, text in texts:
+        verdict = flt.check(text, stage="prompt", context={**context, "role": m["role"]})
         if verdict.action != "allow" and on_verdict is not None:
             on_verdict("prompt", verdict)
         if verdict.action == "block":
-            return prompt, verdict
-        if verdict.action == "redact" and verdict.redacted_text is not None:
-            messages.append(ChatMessage(role=m["role"], content=verdict.redacted_text))
-        else:
-            messages.append(m)
-    return Prompt(messages=tuple(messages)), None
+            return m, verdict
+        if part == "content" and verdict.action == "redact" \
+                and verdict.redacted_text is not None:
+            content = verdict.redacted_text
+    if content == m["content"]:
+        return m, None
+    redacted = m.copy()
+    redacted["content"] = content
+    return redacted, None
 
 
 def stream_filtered(runtime: Runtime, prompt: Prompt, params: SamplingParams, *,

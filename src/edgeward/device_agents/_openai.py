@@ -190,8 +190,15 @@ def parse_chat(body: Mapping[str, Any], *, default_max_tokens: int, cap: int) ->
         if role not in _ROLES:
             raise _bad(f"messages[{i}].role", f"message {i} has role {role!r}; supported: "
                        f"{', '.join(sorted(_ROLES))}")
-        parsed.append(ChatMessage(role="system" if role == "developer" else role,
-                                  content=_content(i, m.get("content"))))
+        msg = ChatMessage(role="system" if role == "developer" else role,
+                          content=_content(i, m.get("content")))
+        name = m.get("name")
+        if name is not None:
+            if not isinstance(name, str):
+                raise _bad(f"messages[{i}].name", f"message {i} has a name that is not a "
+                           f"string: {name!r}")
+            msg["name"] = name
+        parsed.append(msg)
     stream, usage = _stream_flags(body)
     if body.get("response_format") not in (None, {"type": "text"}):
         raise _bad("response_format", "only {'type': 'text'} is supported",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from edgeward.errors import ConfigError, EdgewardError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
@@ -34,10 +34,12 @@ FinishReason = Literal["stop", "length"]
 
 
 class ChatMessage(TypedDict):
-    """One chat turn, in the shape every chat template and the OpenAI API use."""
+    """One chat turn, in the shape every chat template and the OpenAI API use (``name``:
+    the OpenAI API's optional participant name)."""
 
     role: str
     content: str
+    name: NotRequired[str]
 
 
 @dataclass(frozen=True, kw_only=True)

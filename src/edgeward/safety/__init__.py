@@ -31,7 +31,9 @@ from edgeward.safety._audit import (
     audit_record,
     text_hmac,
 )
+from edgeward.safety._eval import evaluate
 from edgeward.safety._filter import BundledFilter, load_filter
+from edgeward.safety._folds import evaluate_folds
 from edgeward.safety._hazards import HAZARD_NAMES
 from edgeward.safety._normalise import Normalised, normalise
 from edgeward.safety._pii import PII_TYPES, find_pii, redact
@@ -80,6 +82,8 @@ __all__ = [
     "Verdict",
     "audit_record",
     "default_policy",
+    "evaluate",
+    "evaluate_folds",
     "find_pii",
     "llama_guard_prompt",
     "load_filter",

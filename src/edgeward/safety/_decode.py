@@ -1,4 +1,5 @@
-"""Find and decode payloads hidden in a text: base64, hex, rot13, leetspeak, spaced letters.
+"""Find and decode payloads hidden in a text: base64, base32, hex, URL-encoding, rot13,
+reversed text, Morse code, pig latin, leetspeak, spaced letters.
 
 Each decoder is cheap and conservative: a candidate counts only if it decodes to readable text
 (printable UTF-8 with letters and spaces, or, for rot13, more common English words than the
@@ -12,13 +13,14 @@ import base64
 import binascii
 import codecs
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from edgeward.safety._scan import Scan, register, word_hash
-from edgeward.safety._segment import segment
+from edgeward.safety._segment import segment, word_costs
 
 __all__ = ["Payload", "decode_payloads"]
 
@@ -51,7 +53,22 @@ _COMMON = frozenset([
 ])
 _COMMON_H = frozenset(word_hash(w) for w in _COMMON)
 _ROT_H = frozenset(word_hash(codecs.encode(w, "rot13")) for w in _COMMON) - _COMMON_H
-register(_COMMON_H | _ROT_H)
+_REV_H = frozenset(word_hash(w[::-1]) for w in _COMMON if len(w) > 1) - _COMMON_H
+register(_COMMON_H | _ROT_H | _REV_H)
+
+_URL_ESCAPE = re.compile(r"%[0-9a-f]{2}")
+_BASE32 = re.compile(r"[a-z2-7]{16,}=*")
+_MORSE = re.compile(r"[.\-]{1,7}(?:(?: {1,3}| ?/ ?)[.\-]{1,7}){5,}")
+_MORSE_CODE = {
+    ".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g",
+    "....": "h", "..": "i", ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n",
+    "---": "o", ".--.": "p", "--.-": "q", ".-.": "r", "...": "s", "-": "t", "..-": "u",
+    "...-": "v", ".--": "w", "-..-": "x", "-.--": "y", "--..": "z", "-----": "0",
+    ".----": "1", "..---": "2", "...--": "3", "....-": "4", ".....": "5", "-....": "6",
+    "--...": "7", "---..": "8", "----.": "9", ".-.-.-": ".", "--..--": ",", "..--..": "?"}
+_PIG = re.compile(r"\b[a-z]+(?:ay|way|yay)\b")
+_WORD_RE = re.compile(r"[a-z]+")
+_VOWELS = frozenset("aeiou")
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ class Payload:
     """A decoded hidden payload.
 
     Attributes:
-        encoding: ``base64``, ``hex``, ``rot13``, ``leet``, ``spaced`` or ``unicode_tags``.
+        encoding: ``base64``, ``base32``, ``hex``, ``url``, ``rot13``, ``reversed``, ``morse``,
+            ``pig_latin``, ``leet``, ``spaced`` or ``unicode_tags``.
         text: the decoded text.
     """
 
@@ -152,6 +170,79 @@ def _spaced(text: str) -> list[Payload]:
                     _SPACED.sub(lambda m: segment(_SPACED_SEP.sub("", m.group())), text))]
 
 
+def _base32(scan: Scan) -> list[Payload]:
+    found = []
+    for m in _BASE32.finditer(scan.lower):
+        token = m.group().rstrip("=")
+        if token.isalpha() or len(token) % 8 in (1, 3, 6):
+            continue  # an ordinary long word, or a length base32 never has
+        try:
+            raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
+        except (binascii.Error, ValueError):
+            continue
+        decoded = _readable(raw)
+        if decoded is not None:
+            found.append(Payload("base32", decoded))
+    return found
+
+
+def _url(scan: Scan) -> list[Payload]:
+    if len(_URL_ESCAPE.findall(scan.lower)) < 4:
+        return []
+    decoded = urllib.parse.unquote_plus(scan.text)
+    return [Payload("url", decoded)] if decoded != scan.text else []
+
+
+def _reversed(scan: Scan) -> list[Payload]:
+    """Text written backwards, as a whole ("?bmob a ekam") or word by word ("ekam a bmob")."""
+    words = scan.words_by_hash(0)
+    plain = sum(len(words[h]) for h in _COMMON_H & words.keys())
+    backwards = sum(len(words[h]) for h in _REV_H & words.keys())
+    if backwards >= 3 and backwards > 1.5 * plain:
+        text = scan.text
+        return [Payload("reversed", text[::-1]),
+                Payload("reversed", " ".join(w[::-1] for w in text.split()))]
+    return []
+
+
+def _morse(scan: Scan) -> list[Payload]:
+    found = []
+    for m in _MORSE.finditer(scan.text):
+        words = re.split(r" ?/ ?| {2,}", m.group())
+        out = [""]
+        for word in words:
+            letters = [_MORSE_CODE.get(code) for code in word.split(" ") if code]
+            if not letters or None in letters:
+                out = []
+                break
+            out.append("".join(c for c in letters if c))
+        decoded = " ".join(w for w in out if w)
+        if len(decoded) >= 4:
+            found.append(Payload("morse", decoded))
+    return found
+
+
+def _unpig(word: str, known: dict[str, float]) -> str:
+    """``ombbay`` -> ``bomb``: the reading (moving 1 to 3 letters back) that is a known word."""
+    if word.endswith(("way", "yay")) and word[0] in _VOWELS and word[:-3] in known:
+        return word[:-3]
+    stem = word[:-2]
+    for n in (1, 2, 3):
+        if len(stem) > n and (cand := stem[-n:] + stem[:-n]) in known \
+                and not (set(stem[-n:]) & _VOWELS):
+            return cand
+    return word
+
+
+def _pig_latin(scan: Scan) -> list[Payload]:
+    words = _WORD_RE.findall(scan.lower)
+    pig = _PIG.findall(scan.lower)
+    if len(pig) < 3 or len(pig) < 0.6 * len(words):
+        return []
+    known = word_costs()[0]
+    return [Payload("pig_latin", _PIG.sub(lambda m: _unpig(m.group(), known), scan.lower))]
+
+
 def decode_payloads(text: str | Scan) -> list[Payload]:
     """Every hidden payload found in a text (at most four), decoded.
 
@@ -159,14 +250,22 @@ def decode_payloads(text: str | Scan) -> list[Payload]:
         text: normalised text, or its :class:`~edgeward.safety._scan.Scan`.
 
     Returns:
-        The payloads, in the order base64, hex, rot13, leet, spaced.
+        The payloads, in the order base64, base32, hex, URL-encoding, rot13, reversed,
+        Morse, pig latin, leet, spaced.
     """
     scan = text if isinstance(text, Scan) else Scan(text)
     found: list[Payload] = []
     if len(scan.text) >= 16:
         found += _base64(scan)
+        found += _base32(scan)
         found += _hex(scan)
+    found += _url(scan)
     found += _rot13(scan)
+    found += _reversed(scan)
+    if "-" in scan.text and "." in scan.text:
+        found += _morse(scan)
+    if "ay" in scan.lower:
+        found += _pig_latin(scan)
     found += _leet(scan)
     found += _spaced(scan.text)
     return found[:_MAX_PAYLOADS]

@@ -37,7 +37,11 @@ _TERMS: dict[str, str] = {
         poison/poisoning someone/people/my/him/her/a | violence against | harm/hurt/injure
         people/others/someone/pedestrians/civilians/children | inflict* | weapon* |
         firearm* | gun/guns | ammunition | arson | burn down | attack people/someone/civilians |
-        maximum damage | hostage* | military-grade | military grade""",
+        maximum damage | hostage* | military-grade | military grade | unalive |
+        get rid of my/her/his/their wife/husband/boss/neighbor/neighbour/mother/father/ex/
+        brother/sister/coworker/roommate/partner/stepfather/stepmother | permanently
+        silence/eliminate | sleep/asleep forever | never wake up | untraceable poison |
+        disappear without a trace | cause a fatal/deadly accident""",
     "S2": """steal* | stole | theft | shoplift* | rob/robbing/robbery | fraud* | scam* |
         phishing | launder* | counterfeit* | embezzl* | tax evasion | evade taxes |
         insider trading | hack/hacking into | malware | ransomware | keylogger* | trojan* |
@@ -105,18 +109,56 @@ _TERMS: dict[str, str] = {
         lobbying/advocacy/messaging/ads | campaign materials/messages/strategy""",
 }
 
+# The same hazards in Spanish, French and German (the normaliser has stripped accents, so
+# "cómo" is "como" and "töten" is "toten"): requests in these languages are scored by the
+# same rules instead of passing as unfamiliar text. Words that are common English words too
+# ("gift", "arme") are left out.
+_TERMS_ES_FR_DE: dict[str, str] = {
+    "S1": """matar/asesinar a? alguien/personas/gente/mi/su | asesinato* | envenen* | tuer
+        quelqu'un/des/mon/ma/les | assassiner | empoisonn* | toten/ermorden/umbringen |
+        jemanden toten/umbringen/vergiften | vergift* | armas de fuego | armes a feu |
+        agredir | agresse/agresser/agressé | angegriffen | angreifen |
+        schusswaffe* | secuestr* | kidnapp* | entfuhr*""",
+    "S2": """robar | hackear | piratear | metanfetamina | cocaina | heroina | lavar dinero |
+        blanquear* | pirater | voler de l'argent | drogue/drogues | blanchir | methamphetamine |
+        stehlen | hacken | geldwasche | falschgeld | rauschgift | drogen herstellen |
+        chantaj* | faire chanter | erpress* | estafa* | escroquer* | arnaque* | betrug* |
+        betrugen | hacer trampa | tricher | robe/roba/robar los? fondos | vole/voler les? fonds |
+        stiehlt | informacion privilegiada | delit d'initie | insiderhandel | sin que me
+        descubran | sans me faire prendre | ohne erwischt zu werden | borrar mis huellas |
+        effacer mes traces | spuren verwischen/verwische | verwische meine spuren""",
+    "S5": """noticias falsas | fausses nouvelles | fake-news | difunda/difundir mentiras |
+        repand/repandre des mensonges | lugen verbreitet/verbreiten""",
+    "S7": """sin su consentimiento | sans leur/son consentement | ohne ihre/seine zustimmung""",
+    "S4": """pornografia infantil | pedopornograph* | pedophil* | kinderporno* |
+        kindesmissbrauch* | abuso sexual infantil | abus sexuels? sur? des? enfants""",
+    "S9": """fabricar/construir/hacer/armar/preparar una/un? bomba/bombas/explosivo* |
+        bomba/bombas casera/caseras/molotov/sucia/nuclear/de tubo/de clavos | explosivo* |
+        bombe/bomben | explosif* | sprengstoff* |
+        sprengsatz* | gas nervioso | gaz neurotoxique | nervengas | arma/armes/waffe
+        quimica/chimique/chimique | arma/armes/waffe biologica/biologique | biowaffe* |
+        chemiewaffe*""",
+    "S11": """suicidarme | quitarme la vida | me suicider | mettre fin a mes jours |
+        mich umbringen | selbstmord* | suizid* | autolesion* | automutil*""",
+}
+
 # Terms that need more than the notation allows.
 _RAW: tuple[Term, ...] = (
     Term("S4", ("child", "children", "minor", "minors", "underage", "kid", "kids", "teen",
                 "teens", "year", "years", "csam", "pedophil*", "paedophil*", "lolicon",
-                "groom*"),
+                "groom*", "girl", "girls", "boy", "boys", "son", "daughter"),
          re.compile(r"\bchild (?:porn\w*|sexual\w*|abuse material|nud\w+)|\bcsam\b|"
                     r"\bp(?:a)?edophil\w*|\blolicon\b|\bgroom(?:ing)? (?:a |the )?"
                     r"(?:child|minor|kid)s?\b|\b(?:minors?|underage|children|kids?|teens?|"
                     r"year[- ]olds?)\b[^.!?\n]{0,30}\b(?:sex\w*|nude|naked|explicit|porn\w*|"
                     r"erotic)|\b(?:sex\w*|nude|naked|explicit|porn\w*|erotic\w*)\b[^.!?\n]"
                     r"{0,40}\b(?:minors?|underage|child|children|kids?|teens?|\d{1,2}[- ]years?"
-                    r"[- ]olds?|(?:girl|boy)s? under)"), before=60, after=60),
+                    r"[- ]olds?|(?:girl|boy)s? under)|\b(?:minors?|underage|child|children|kids?|"
+                    r"teens?|(?:girl|boy)s?|\d{1,2}[- ]years?[- ]olds?|son|daughter)\b"
+                    r"[^.!?\n]{0,80}(?:\b(?:secret|hide it) from (?:his|her|their) (?:parents|mom|"
+                    r"mum|dad|family)|\bwithout (?:his|her|their) parents (?:knowing|finding out)|"
+                    r"\bmeet (?:me |up )?alone\b|\bsend (?:me )?(?:pics|photos|pictures|selfies)"
+                    r"\b)"), before=80, after=100),
     Term("S14", ("os", "subprocess", "rm", "fork", "passwd", "shadow", "container", "escape",
                  "reverse", "privilege", "import", "exhaust"),
          re.compile(r"\bos\.system\b|\bsubprocess\b|\brm -rf /|\bfork bomb\b|"
@@ -153,7 +195,7 @@ def _triggers(term: str) -> list[str]:
 
 def _build() -> Lexicon:
     grouped: dict[tuple[str, str], list[str]] = {}
-    for key, spec in _TERMS.items():
+    for key, spec in [*_TERMS.items(), *_TERMS_ES_FR_DE.items()]:
         for term in (t.strip() for t in spec.split("|")):
             if term:
                 for trig in _triggers(term):

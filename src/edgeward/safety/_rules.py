@@ -53,6 +53,17 @@ _THING = (r"(?:instructions?|prompts?|directions?|rules?|orders?|commands?|tasks
 _LITERAL_NEWLINE = re.compile(r"(?:^|[\s?.!:;])\\n\s*(?:[A-Z][a-z]+|\\n)")
 _CJK_OVERRIDE = re.compile(r"(?:忽略|忘记|忘掉|無視|忘れ)[^。！？\n]{0,12}"
                            r"(?:指令|指示|之前|以上|命令)")
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n+")
+_EXPLICIT_GAP = 60  # characters between a request and the hazard it asks for
+# An outright request: the asking phrases, or an imperative verb that opens the sentence or
+# follows a comma, colon or "please" ("For my class, explain how to ..."; "Please write ...").
+_REQUEST = re.compile(
+    r"\b(?:how (?:to|do|can|could|would|should) (?:i|we|you|one|someone|a person) "
+    r"(?:\w+ ){0,2}?|how to|ways? to|steps? (?:to|for)|step-by-step|guide (?:to|for|on)|"
+    r"tutorial (?:on|for)|instructions (?:for|on|to)|recipe for|teach me|show me|"
+    r"explain (?:how|the steps)|give me|tell me how|help me|walk me through)|"
+    r"(?:^\W*|(?<=[.!?] )|(?<=\n)|[,:;]\s*|\bplease\s+)(?:write|create|generate|make|build|"
+    r"produce|provide|describe|list|draft|design|develop|code|explain|give|outline|detail)\b")
 _DEFENSIVE_WEIGHT = 1.5  # log-odds a defensive opening takes from "harmful"
 # A question that opens defensively ("How can I protect ...", "What are the symptoms of ...")
 # counts against "harmful"; a defensive phrase elsewhere only cancels the hazard evidence, so
@@ -62,7 +73,9 @@ _DEFENSIVE_START = re.compile(
     r"(?:best )?(?:protect|secure|defend|prevent|detect|recogni[sz]e|spot|avoid|report|"
     r"help|support|treat|mitigate|harden)|what (?:are|is) the (?:warning )?(?:signs|symptoms|"
     r"risks|dangers|side effects|treatment)|how (?:does|do|can|could) (?:a |an |the )?\w+"
-    r"(?: \w+){0,3} (?:detect|prevent|protect|block|stop|defend))")
+    r"(?: \w+){0,3} (?:detect|prevent|protect|block|stop|defend))"
+    r"|\W*(?:como|comment|wie) (?:\w+ ){0,2}(?:proteger|protejo|prevenir|evitar|detectar|"
+    r"reconocer|eviter|detecter|reconnaitre|schutze|schutzen|verhindern|vermeiden|erkennen)\b")
 # ... and neither applies when the text also asks how to get away with something.
 _EVASION = re.compile(
     r"\b(?:while|when|after|before) (?:robbing|stealing|committing|selling|smuggling|hacking|"
@@ -87,7 +100,10 @@ _WEIGHTS: dict[str, tuple[str, float]] = {
     "literal_newline": ("injection", 2.5), "instruction_label": ("injection", 2.5),
     "written_above": ("injection", 3.0), "pretend": ("injection", 1.5),
     "you_are_now": ("jailbreak", 1.5), "role_play": ("injection", 2.0),
-    "named_dan": ("jailbreak", 3.0),
+    "named_dan": ("jailbreak", 3.0), "fake_system": ("injection", 3.0),
+    "safety_off": ("jailbreak", 3.0), "insert_code": ("injection", 3.0),
+    "to_the_ai": ("injection", 2.5), "hide_from_user": ("injection", 1.5),
+    "template_tokens": ("injection", 3.0), "secret_request": ("injection", 2.0),
 }
 
 _RULES = Lexicon([
@@ -177,6 +193,47 @@ _RULES = Lexicon([
     _t("pretend", "pretend", r"\bpretend (?:you|to be|that you)\b", after=20),
     _t("you_are_now", "now", r"\byou are now (?:a |an |the |in |my |called |named )?\w+",
        before=10, after=30),
+    _t("fake_system", "system admin administrator developer root override sudo",
+       before=4, after=40, pattern=
+       r"(?:[\[<#*=({]|^|\n)\s*(?:system|admin(?:istrator)?|developer|root|sudo)\s*"
+       r"(?:override|mode|message|notice|command|instruction|update|prompt)s?\s*"
+       r"[\]>:)}*#=|-]"),
+    _t("safety_off", "safety filters filter guardrails guardrail restrictions censorship "
+       "alignment moderation content", before=4, after=30, pattern=
+       r"\b(?:safety|filters?|guardrails?|restrictions|censorship|alignment|moderation|"
+       r"content (?:filter|policy))(?:[_ ](?:filters?|mode|checks?|protocols?))?\s*"
+       r"(?:=|:|is|are|set to|now|->)\s*(?:off|disabled?|false|0|none|deactivated|removed|"
+       r"lifted|suspended)\b"),
+    # indirect injection: content that carries orders for the model that reads it
+    _t("insert_code", "insert add integrate inject incorporate include embed append place put",
+       after=200, pattern=
+       r"\b(?:insert|add|integrate|inject|incorporate|include|embed|append|place|put)\b"
+       r"[^\n]{0,60}\b(?:following|subsequent|this|below|next)\b[^\n]{0,30}\b(?:code|snippet|"
+       r"script|block|excerpt|lines?)\b[\s\S]{0,200}?(?:os\.system|subprocess|requests\.(?:post|"
+       r"get|put)|urllib|socket\.|ftplib|smtplib|nc -e|/bin/(?:ba)?sh|curl |wget |rm -rf|"
+       r"eval\(|exec\(|base64\.b64decode|keylog|crontab)"),
+    _t("to_the_ai", "ai assistant chatbot model llm gpt bot summarizer summariser agent if note",
+       before=20, after=60, pattern=
+       r"\b(?:note|message|instructions?) (?:to|for) (?:the |any )?(?:ai|assistant|chatbot|"
+       r"language model|llm|model|bot|summari[sz]er|agent)s?\b|\bif you are (?:an? )?(?:ai|"
+       r"assistant|chatbot|language model|llm|bot|agent|reading this)\b|\b(?:dear |hey |hi )?"
+       r"(?:ai|assistant|chatbot|llm|gpt|bot|agent|summari[sz]er)\s*[,:]\s*(?:you must|you "
+       r"should|please (?:ignore|disregard|forget|reply|respond|say|tell|send|include|add)|"
+       r"ignore|disregard|forget|do not|don't|always|never|now)"),
+    _t("hide_from_user", "tell inform mention reveal let show user", before=40, after=30,
+       pattern=r"\b(?:do not|don't|never|without) (?:tell|inform|mention (?:this )?to|reveal "
+       r"(?:this )?to|let|show (?:this )?to|alert|notify)\s*(?:the |your )?user"),
+    _t("template_tokens", "im_start im_end system inst sys endoftext start_header_id",
+       before=6, after=10, pattern=
+       r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|?>|\[/?inst\]|<<sys>>|"
+       r"^#{2,}\s*(?:system|instruction)s?\b|\n#{2,}\s*(?:system|instruction)s?\b"),
+    _t("secret_request", "password passwords contrasena passwort secret key clave "
+       "motdepasse", before=80, after=10, pattern=
+       r"\b(?:confirm|give|tell|reveal|share|provide|print|repeat|spell|disclose|dame|dime|"
+       r"confirma|confirmes|confirmar|conferma|dammi|donne|gib|nenne|what(?:'s| is))\b"
+       r"[^.?!\n]{0,40}\b(?:the|your|la|le|das|il|tu|ton|dein|tua|su) "
+       r"(?:secret |admin |system )?(?:password|contrasena|mot de passe|passwort|"
+       r"parola d'ordine|secret key|clave secreta|secret)\b"),
     _t("fictional_bypass", "educational research fictional hypothetically", before=30,
        pattern=
        r"\b(?:for (?:purely )?(?:educational|research|fictional) purposes|hypothetically|"
@@ -195,13 +252,34 @@ _INTENT = Lexicon([_t(
     r"methods? (?:to|for|of)|techniques? (?:to|for)|strateg(?:y|ies) (?:to|for)|find|list|"
     r"run|execute|get (?:me |a |an |some )?|what(?:'s| is) the (?:best|easiest|most)|"
     r"where (?:can|do) i|which .{0,30}(?:can|should) i|can you (?:help|give|list|provide|"
-    r"suggest|recommend|explain|describe))", after=40)])
+    r"suggest|recommend|explain|describe))", after=40),
+    # a request written as a task spec ({"task": ..., "steps": ...}) or in academic words
+    _t("intent", "task goal objective instruction request action describe detail outline "
+       "synthesis synthesize synthesise procedure protocol", before=2, after=20, pattern=
+       r"[\"'](?:task|goal|objective|instruction|request|action)[\"']\s*:|\b(?:describe|"
+       r"detail|outline)\b|\bsynthes(?:is|i[sz]e)\b|\b(?:procedure|protocol) for\b")])
+
+# The same in Spanish, French and German (accents stripped by the normaliser).
+_INTENT_ES_FR_DE = Lexicon([_t(
+    "intent", "como comment wie dime dis explica explique explain erklare erklar pasos etapes "
+    "schritte instrucciones anleitung receta recette rezept escribe ecris schreibe dame donne "
+    "gib da crea cree erstelle entwickle entwirf disena concois developpe desarrolla genera "
+    "redacta redige verfasse instructions",
+    r"\b(?:como (?:puedo |se |podria )?(?:hacer|fabricar|construir|preparar|crear|matar|"
+    r"conseguir|obtener)|comment (?:faire|fabriquer|construire|preparer|creer|tuer|obtenir)|"
+    r"wie (?:kann|konnte|baue|mache|stelle|bekomme) (?:ich|man)|dime como|dis-moi comment|"
+    r"explica(?:me)?|explique(?:-moi)?|erklar\w*|pasos para|etapes pour|schritt fur schritt|"
+    r"instrucciones (?:para|de)|anleitung|receta|recette|rezept|escribe|ecris|schreibe|"
+    r"dame|donne-moi|gib mir|da instrucciones|donne des instructions|gib (?:eine|mir eine) "
+    r"anleitung|crea|cree|erstelle|entwickle|entwirf|disena|concois|developpe|desarrolla|"
+    r"genera|redacta|redige|verfasse)\b", after=40)])
 
 _DEFENSIVE = Lexicon([_t(
     "defensive", "protect protecting defend defending prevent preventing prevention "
     "recognise recognize warning signs awareness mitigate mitigating mitigation safeguard "
     "safeguards harden hardening history side symptoms treatment support cope recover "
-    "recovery drug safe recommended usual help stay report detect",
+    "recovery drug safe recommended usual help stay report detect proteger protejo prevenir "
+    "evitar eviter schutze schutzen verhindern vermeiden sintomas symptomes symptome",
     r"\b(?:protect(?:ing)? (?:myself|yourself|ourselves|my|our|your|the|children|kids|"
     r"against|from|people)|defend(?:ing)? (?:against|my|our)|prevent(?:ing|ion)?\b|"
     r"recogni[sz]e|warning signs|signs (?:of|that)|awareness|mitigat\w+|safeguard\w*|"
@@ -209,7 +287,8 @@ _DEFENSIVE = Lexicon([_t(
     r"drug interactions|(?:safe|recommended|usual|maximum safe) (?:daily )?"
     r"(?:dose|dosage|amount)|support (?:someone|a friend|victims|survivors)|cope with|"
     r"recover(?:y)? from|how (?:can|do|should) (?:i|we) help|stay safe|report (?:it|abuse|"
-    r"a crime|this|them|to)|detect(?:s|ing)?\b)", before=30, after=40)])
+    r"a crime|this|them|to)|detect(?:s|ing)?\b|proteger|protejo|prevenir|evitar|eviter|"
+    r"schutzen?|verhindern|vermeiden|sintomas|symptomes|symptome)", before=30, after=40)])
 
 
 def rule_evidence(scan: Scan) -> tuple[dict[str, float], list[RuleHit], dict[str, float]]:
@@ -236,16 +315,61 @@ def rule_evidence(scan: Scan) -> tuple[dict[str, float], list[RuleHit], dict[str
         boost[label] = max(boost[label], weight)
     hazards = categorise(scan)
     if hazards:
-        intent = bool(_INTENT.keys(scan))
-        w = max(hazards.values()) * (1.0 if intent else 0.4)
-        name = "hazard_terms" + ("+intent" if intent else "")
-        if _DEFENSIVE.keys(scan) and not _EVASION.search(scan.lower):
-            # "how do I protect against ...": a benign context, not a request
-            w = -_DEFENSIVE_WEIGHT if _DEFENSIVE_START.match(scan.lower) else 0.0
-            name += "-defensive"
+        w, name = _hazard_evidence(scan)
         hits.append(RuleHit(name, "harmful", round(w, 3)))
         boost["harmful"] += w
     return boost, hits, hazards
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of each sentence (ended by ``.``, ``!``, ``?`` or a line break)."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        out.append((start, m.end()))
+        start = m.end()
+    if start < len(text):
+        out.append((start, len(text)))
+    return out
+
+
+def _hazard_evidence(scan: Scan) -> tuple[float, str]:
+    """The log-odds the hazard terms add to ``harmful``, and the rule's name.
+
+    Each sentence with a hazard term is weighed on its own and the strongest counts, so a
+    defensive or educational cue in one sentence ("I teach a safety class.") never cancels an
+    explicit request in another. Within a sentence the cue cancels the evidence (or, when the
+    sentence opens with it, "How can I protect ...", counts against ``harmful``) unless the
+    sentence asks for the hazard outright: a request ("explain how to", "give me") followed
+    by the hazard term with no defensive cue between them.
+    """
+    found = [(HAZARD_WEIGHTS[t.key], a, b) for t, a, b in HAZARD_LEXICON.find(scan)]
+    intents = [(a, b) for lex in (_INTENT, _INTENT_ES_FR_DE) for _, a, b in lex.find(scan)]
+    cues = [(a, b) for _, a, b in _DEFENSIVE.find(scan)]
+    intent = bool(intents)
+    evasion = bool(_EVASION.search(scan.lower))
+    best: tuple[float, str] | None = None
+    for lo, hi in _sentences(scan.lower):
+        inside = [(w, a, b) for w, a, b in found if lo <= a < hi]
+        if not inside:
+            continue
+        w = max(x for x, _, _ in inside) * (1.0 if intent else 0.4)
+        name = "hazard_terms" + ("+intent" if intent else "")
+        here = [(a, b) for a, b in cues if lo <= a < hi]
+        if here and not evasion:
+            asks = [(m.start(), m.end()) for m in _REQUEST.finditer(scan.lower, lo, hi)]
+            explicit = any(ia < ha and ha - ib <= _EXPLICIT_GAP
+                           and not any(ib <= ca < ha for ca, _ in here)
+                           for _, ha, _ in inside for ia, ib in asks)
+            if explicit:
+                name += "+explicit"
+            else:
+                opens = _DEFENSIVE_START.match(scan.lower, lo)
+                w = -_DEFENSIVE_WEIGHT if opens else 0.0
+                name += "-defensive"
+        if best is None or w > best[0]:
+            best = (w, name)
+    assert best is not None  # categorise() found a term, so some sentence holds one
+    return best
 
 
 def categorise(scan: Scan) -> dict[str, float]:

@@ -2,8 +2,10 @@
 
 Reproducible (no randomness: hashed features, full-batch L-BFGS from zero) and numpy only.
 Fits on the **train** split of the labelled prompts only; the **dev** split chooses the default
-threshold (the lowest unsafe-score threshold of the whole harm score, classifier plus rules,
-whose benign false-positive rate on dev is at most ``--target-fpr``) and is reported. Writes
+threshold (the lowest unsafe-score threshold of the whole harm score, classifier plus rules
+plus the shipped encoder stage as the default policy runs it, whose benign false-positive rate
+on dev is at most ``--target-fpr``) and is reported. Train the encoder first
+(``scripts/train_safety_encoder.py``), since the threshold depends on it. Writes
 ``classifier.npz`` and ``classifier.json`` (the record of the data digest, split, row counts,
 parameters and dev figures) into the package's ``model/`` directory, or ``--out``, and
 ``words.txt``: the word counts of the train split that split spaced-out letters back into
@@ -30,13 +32,15 @@ import numpy as np
 
 from edgeward.errors import ConfigError, EdgewardError
 from edgeward.safety._classifier import LABELS, LinearModel, model_dir
+from edgeward.safety._encoder import default_encoder
 from edgeward.safety._features import FeatureConfig, bucket_counts
 from edgeward.safety._fit import fit_idf, fit_lbfgs, rows_from, weigh
 from edgeward.safety._normalise import normalise
-from edgeward.safety._score import score_views
+from edgeward.safety._policy import default_policy
+from edgeward.safety._score import CLASSIFIER_SCALE, Cascade, score_views
 from edgeward.safety._segment import WORDS_FILE
 
-__all__ = ["main", "read_rows", "train", "train_split_digest", "write_word_counts"]
+__all__ = ["fit", "main", "read_rows", "train", "train_split_digest", "write_word_counts"]
 
 DEFAULT_DATA = Path("../shared/data/safety/prompts.jsonl")
 _FORMAT = 1
@@ -80,9 +84,10 @@ def train_split_digest(rows: Sequence[dict[str, Any]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _choose_threshold(model: LinearModel, dev: Sequence[dict[str, Any]], target_fpr: float
-                      ) -> tuple[float, dict[str, Any]]:
-    unsafe = np.array([score_views(normalise(r["text"]).text, model)[0].unsafe for r in dev])
+def _choose_threshold(model: LinearModel, dev: Sequence[dict[str, Any]], target_fpr: float,
+                      cascade: Cascade | None = None) -> tuple[float, dict[str, Any]]:
+    unsafe = np.array([score_views(normalise(r["text"]).text, model, cascade=cascade)[0].unsafe
+                       for r in dev])
     labels = np.array([r["label"] for r in dev])
     benign = unsafe[labels == "benign"]
     threshold = 0.95
@@ -97,25 +102,16 @@ def _choose_threshold(model: LinearModel, dev: Sequence[dict[str, Any]], target_
     return threshold, figures
 
 
-def train(rows: Sequence[dict[str, Any]], *, features: FeatureConfig, l2: float,
-          iterations: int, target_fpr: float, data_sha256: str = "") -> LinearModel:
-    """Fit the classifier on the train rows and choose its threshold on the dev rows.
-
-    Args:
-        rows: all rows (both splits); only ``split == "train"`` rows are fitted.
-        features: featuriser settings.
-        l2: ridge penalty.
-        iterations: L-BFGS iterations.
-        target_fpr: benign false-positive rate on dev the threshold is chosen for.
-        data_sha256: digest of the data file, for the record.
+def fit(train_rows: Sequence[dict[str, Any]], *, features: FeatureConfig, l2: float,
+        iterations: int, data_sha256: str = "", record: dict[str, Any] | None = None
+        ) -> LinearModel:
+    """Fit the classifier on ``train_rows`` (all of them, whatever their split); no threshold.
 
     Raises:
-        ConfigError: no train rows.
+        ConfigError: no rows.
     """
-    train_rows = [r for r in rows if r["split"] == "train"]
-    dev_rows = [r for r in rows if r["split"] == "dev"]
     if not train_rows:
-        raise ConfigError("no rows with split == 'train' in the data")
+        raise ConfigError("no rows to fit the classifier on")
     n_features = 2**features.bits
     counts = [bucket_counts(normalise(r["text"]).text, features) for r in train_rows]
     raw = rows_from(counts)
@@ -125,28 +121,59 @@ def train(rows: Sequence[dict[str, Any]], *, features: FeatureConfig, l2: float,
     sample_weight = (len(y) / (len(LABELS) * np.maximum(per_label, 1)))[y]
     weights, bias = fit_lbfgs(weigh(raw, idf), y, n_features, len(LABELS), l2=l2,
                               iterations=iterations, sample_weight=sample_weight)
-    record: dict[str, Any] = {
+    rec: dict[str, Any] = {
         "format": _FORMAT,
-        "data": {"file_sha256": data_sha256, "split": "train",
-                 "train_digest": train_split_digest(rows),
-                 "train_rows": dict(Counter(r["label"] for r in train_rows)),
-                 "train_sources": dict(sorted(Counter(str(r.get("source", "?"))
-                                                      for r in train_rows).items())),
-                 "provenance": "rows of the sources named in the data's SOURCES.md, each "
-                               "under its own licence (LICENSES.md next to it)",
-                 "dev_rows": dict(Counter(r["label"] for r in dev_rows))},
         "training": {"model": "multinomial logistic regression", "optimizer": "L-BFGS",
                      "l2": l2, "iterations": iterations, "class_weight": "balanced",
                      "text": "edgeward.safety normaliser (NFKC, invisibles, homoglyphs)",
                      "numpy": np.__version__},
-        "threshold_rule": f"lowest unsafe-score threshold (classifier + rules) with benign "
-                          f"false-positive rate <= {target_fpr} on the dev split",
+        "data": {"file_sha256": data_sha256,
+                 "train_rows": dict(Counter(r["label"] for r in train_rows)),
+                 "train_sources": dict(sorted(Counter(str(r.get("source", "?"))
+                                                      for r in train_rows).items()))},
     }
-    model = LinearModel(weights, bias, idf, features, record)
+    rec.update(record or {})
+    return LinearModel(weights, bias, idf, features, rec)
+
+
+def train(rows: Sequence[dict[str, Any]], *, features: FeatureConfig, l2: float,
+          iterations: int, target_fpr: float, data_sha256: str = "",
+          cascade: Cascade | None = None) -> LinearModel:
+    """Fit the classifier on the train rows and choose its threshold on the dev rows.
+
+    Args:
+        rows: all rows (both splits); only ``split == "train"`` rows are fitted.
+        features: featuriser settings.
+        l2: ridge penalty.
+        iterations: L-BFGS iterations.
+        target_fpr: benign false-positive rate on dev the threshold is chosen for.
+        data_sha256: digest of the data file, for the record.
+        cascade: the encoder stage as the shipped policy runs it: the threshold is chosen
+            for the whole harm score (fast stage, rules and encoder).
+
+    Raises:
+        ConfigError: no train rows.
+    """
+    train_rows = [r for r in rows if r["split"] == "train"]
+    dev_rows = [r for r in rows if r["split"] == "dev"]
+    if not train_rows:
+        raise ConfigError("no rows with split == 'train' in the data")
+    model = fit(train_rows, features=features, l2=l2, iterations=iterations,
+                data_sha256=data_sha256)
+    record = model.record
+    record["data"].update(
+        split="train", train_digest=train_split_digest(rows),
+        provenance="rows of the sources named in the data's SOURCES.md, each under its own "
+                   "licence (LICENSES.md next to it)",
+        dev_rows=dict(Counter(r["label"] for r in dev_rows)))
+    record["stages"] = _stages_record(cascade)
+    stages = "classifier + rules" + (" + encoder" if cascade is not None else "")
+    record["threshold_rule"] = (f"lowest unsafe-score threshold ({stages}) with benign "
+                                f"false-positive rate <= {target_fpr} on the dev split")
     if dev_rows:
-        threshold, figures = _choose_threshold(model, dev_rows, target_fpr)
+        threshold, figures = _choose_threshold(model, dev_rows, target_fpr, cascade)
         record.update(threshold=threshold, dev=figures)
-    return LinearModel(weights, bias, idf, features, record)
+    return model
 
 
 def write_word_counts(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
@@ -170,6 +197,30 @@ def write_word_counts(rows: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     return path
 
 
+def _stages_record(cascade: Cascade | None) -> dict[str, Any]:
+    """What the threshold was chosen for: the stages and, for the encoder, its digest and how
+    the policy combines it."""
+    out: dict[str, Any] = {"fast": ["rules", "classifier"], "classifier_scale": CLASSIFIER_SCALE}
+    if cascade is not None:
+        onnx = cascade.encoder.directory / "model.onnx"
+        out["encoder"] = {"model_sha256": "sha256:" + hashlib.sha256(onnx.read_bytes()).hexdigest(),
+                          "band": [cascade.low, cascade.high],
+                          "encoder_weight": cascade.encoder_weight,
+                          "training": cascade.encoder.record.get("training", {}),
+                          "data": cascade.encoder.record.get("data", {})}
+    return out
+
+
+def _shipped_cascade() -> Cascade | None:
+    """The encoder stage as the default policy runs it, if the package ships an encoder."""
+    policy = default_policy()
+    encoder = default_encoder()
+    if encoder is None or "encoder" not in policy.checks:
+        return None
+    return Cascade(encoder, low=policy.encoder_band[0], high=policy.encoder_band[1],
+                   encoder_weight=policy.encoder_weight)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m edgeward.safety.train", description=__doc__,
@@ -188,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = read_rows(args.data)
         model = train(rows, features=FeatureConfig(bits=args.bits), l2=args.l2,
                       iterations=args.iterations, target_fpr=args.target_fpr,
-                      data_sha256="sha256:" + hashlib.sha256(args.data.read_bytes()).hexdigest())
+                      data_sha256="sha256:" + hashlib.sha256(args.data.read_bytes()).hexdigest(),
+                      cascade=_shipped_cascade())
         npz, rec = model.save(args.out or model_dir())
         words = write_word_counts(rows, args.out or model_dir())
     except EdgewardError as e:
