@@ -20,8 +20,8 @@ prompts, greedy, same seed, the same number of tokens; bare and agent runs are i
   other processes load the machine, so it is the figure to trust on a busy host;
 - ``safety_filter``: two agents serving the same Q4_K_M file, one with the bundled safety
   filter (``safety_policy = "default"``: prompt check, streamed-output check, audit), one
-  without; interleaved pairs, median of filter-on ÷ filter-off decode tokens/s and the TTFT
-  difference (target >= 0.95).
+  without; interleaved pairs, median of filter-on ÷ filter-off decode tokens/s (target
+  >= 0.95), and of time to first token, as a difference and as a ratio (target <= 1.15).
 
     .venv/bin/python benchmarks/agent_overhead.py [--tokens 128] [--types Q4_K_M,Q8_0]
         [--min-pairs 9] [--want-clean 7] [--clean-below 0.10] [--max-minutes 12]
@@ -349,6 +349,7 @@ def measure_filter(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                    for a, name in (runs if n % 2 == 0 else runs[::-1])}
             pairs.append({"ratio": got["on"]["decode_tps"] / got["off"]["decode_tps"],
                           "ttft_ms": (got["on"]["ttft_s"] - got["off"]["ttft_s"]) * 1000,
+                          "ttft_ratio": got["on"]["ttft_s"] / got["off"]["ttft_s"],
                           "tokens": (got["on"]["tokens"], got["off"]["tokens"]),
                           "foreign_load": max(got["on"]["foreign_load"],
                                               got["off"]["foreign_load"])})
@@ -362,6 +363,8 @@ def measure_filter(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "decode_ratio_on_off_median": _median([p["ratio"] for p in pairs], 4),
             "decode_ratio_on_off_quiet_median": _median([p["ratio"] for p in quiet], 4),
             "ttft_extra_ms_median": _median([p["ttft_ms"] for p in pairs], 2),
+            "ttft_ratio_on_off_median": _median([p["ttft_ratio"] for p in pairs], 4),
+            "ttft_target": 1.15,
             "same_token_counts": all(p["tokens"][0] == p["tokens"][1] for p in pairs),
             "target": 0.95}
 

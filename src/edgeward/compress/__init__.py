@@ -31,6 +31,8 @@ from edgeward.compress._compress import (
 )
 from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
 from edgeward.compress._memory import MemoryPrediction, measure_allocation, predict_memory
+from edgeward.compress._onnx_export import export_onnx
+from edgeward.compress._onnx_quant import quantize_onnx
 from edgeward.compress._pipeline import (
     DEFAULT_CANDIDATES,
     Candidate,
@@ -70,6 +72,7 @@ __all__ = [
     "default_cache_dir",
     "evaluate",
     "evaluation_text",
+    "export_onnx",
     "make_imatrix",
     "measure_allocation",
     "output_paths",
@@ -78,5 +81,6 @@ __all__ = [
     "prune_plan",
     "quant_type",
     "quantize",
+    "quantize_onnx",
     "render_text",
 ]

@@ -20,12 +20,13 @@ from typing import Any, cast
 
 from edgeward.safety._audit import AuditSink, audit_record
 from edgeward.safety._classifier import LinearModel, default_model
+from edgeward.safety._encoder import Encoder, default_encoder
 from edgeward.safety._normalise import Normalised, normalise
 from edgeward.safety._pii import find_pii, redact
 from edgeward.safety._plugins import Check, GuardModel, load_plugin
 from edgeward.safety._policy import Policy, default_policy, load_policy
 from edgeward.safety._scan import Scan
-from edgeward.safety._score import HarmScore, score_views
+from edgeward.safety._score import Cascade, HarmScore, score_views
 from edgeward.safety._verdict import Action, OutputStream, Span, Stage, Verdict
 
 __all__ = ["BundledFilter", "load_filter"]
@@ -46,6 +47,8 @@ class BundledFilter:
     Args:
         policy: the policy (default: the shipped ``policies/default.toml``).
         model: the classifier (default: the shipped one).
+        encoder: the encoder stage (default: the shipped one, when the policy enables the
+            ``encoder`` check and this build ships one).
         audit: where records of non-allow decisions go (default: nowhere).
         hmac_key: key for the text HMAC in audit records; pass a persistent device secret so
             records stay linkable across restarts (default: a random per-process key).
@@ -59,12 +62,18 @@ class BundledFilter:
     """
 
     def __init__(self, policy: Policy | None = None, *, model: LinearModel | None = None,
-                 audit: AuditSink | None = None, hmac_key: bytes | None = None,
+                 encoder: Encoder | None = None, audit: AuditSink | None = None,
+                 hmac_key: bytes | None = None,
                  guard: GuardModel | None = None, checks: Mapping[str, Check] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.policy = policy or default_policy()
         use_model = "classifier" in self.policy.checks
         self.model = (model or default_model()) if use_model else None
+        self.encoder = (encoder or default_encoder()) if "encoder" in self.policy.checks \
+            else None
+        self._cascade = None if self.encoder is None else Cascade(
+            self.encoder, low=self.policy.encoder_band[0], high=self.policy.encoder_band[1],
+            encoder_weight=self.policy.encoder_weight)
         self.audit = audit
         self.guard = guard
         self._key = hmac_key if hmac_key is not None else os.urandom(32)
@@ -73,7 +82,8 @@ class BundledFilter:
         self.plugins: dict[str, Check] = {
             name: given[name] if name in given
             else load_plugin(name, self.policy.plugin_options.get(name))
-            for name in self.policy.checks if name not in ("rules", "classifier", "pii")}
+            for name in self.policy.checks
+            if name not in ("rules", "classifier", "encoder", "pii")}
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -106,7 +116,8 @@ class BundledFilter:
     def harm(self, norm: Normalised, scan: Scan | None = None) -> HarmScore:
         """The harm score of a normalised text (all views), without policy or PII."""
         return score_views(norm.text, self.model, rules="rules" in self.policy.checks,
-                           decode=self.policy.decode_payloads, scan=scan, hidden=norm.hidden)[0]
+                           decode=self.policy.decode_payloads, scan=scan, hidden=norm.hidden,
+                           cascade=self._cascade)[0]
 
     def check(self, text: str, *, stage: Stage = "prompt",
               context: Mapping[str, Any] | None = None) -> Verdict:
@@ -130,6 +141,8 @@ class BundledFilter:
             harm = self.harm(norm, scan)
             scores.update(unsafe=round(harm.unsafe, 4),
                           **{k: round(v, 4) for k, v in harm.probs.items() if k != "benign"})
+            if harm.encoder is not None:
+                scores["encoder_unsafe"] = round(1.0 - harm.encoder["benign"], 4)
             found.update(self._harm_categories(harm, text, stage, scores))
         spans: list[Span] = []
         if "pii" in self.policy.checks and stage in self.policy.pii_stages:

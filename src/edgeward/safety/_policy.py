@@ -26,7 +26,7 @@ __all__ = ["SPAN_CATEGORIES", "Policy", "default_policy", "load_policy", "policy
 
 SPAN_CATEGORIES = frozenset(PII_TYPES)  # categories that can be redacted (they have spans)
 _ACTIONS = ("allow", "redact", "block")
-_CHECKS = ("rules", "classifier", "pii")
+_CHECKS = ("rules", "classifier", "encoder", "pii")
 _STAGES = ("prompt", "output")
 
 
@@ -51,6 +51,10 @@ class Policy:
             ``None``: the threshold recorded with the shipped model (chosen on the dev split).
         output_threshold: the same for generated output (higher: outputs are not prompts).
         guard_band: unsafe scores in ``[low, high)`` go to the guard model, if one is supplied.
+        encoder_band: fast-stage unsafe scores in ``[low, high)`` also go to the encoder
+            stage (check ``encoder``), whose evidence is combined with the fast stage's.
+        encoder_weight: the weight of the encoder's log-probabilities in that combination
+            (the fast stage's is 1).
         pii_types: PII types detected.
         pii_stages: stages PII detection runs on.
         actions: action per category (S1..S14, ``jailbreak``, ``injection``, PII types,
@@ -74,6 +78,8 @@ class Policy:
     threshold: float | None = None
     output_threshold: float = 0.9
     guard_band: tuple[float, float] = (0.3, 0.7)
+    encoder_band: tuple[float, float] = (0.5, 0.95)
+    encoder_weight: float = 0.5
     pii_types: tuple[str, ...] = PII_TYPES
     pii_stages: tuple[str, ...] = _STAGES
     actions: Mapping[str, str] = field(default_factory=_default_actions)
@@ -96,7 +102,8 @@ class Policy:
         return {"name": self.name, "version": self.version, "refusal": self.refusal,
                 "checks": list(self.checks), "decode_payloads": self.decode_payloads,
                 "threshold": self.threshold, "output_threshold": self.output_threshold,
-                "guard_band": list(self.guard_band), "pii_types": list(self.pii_types),
+                "guard_band": list(self.guard_band), "encoder_band": list(self.encoder_band),
+                "encoder_weight": self.encoder_weight, "pii_types": list(self.pii_types),
                 "pii_stages": list(self.pii_stages), "actions": dict(self.actions),
                 "default_action": self.default_action, "check_every": self.check_every,
                 "window": self.window, "max_hold": self.max_hold, "log_text": self.log_text,
@@ -147,6 +154,14 @@ class _Reader:
             raise self.fail(extra[0], self.data[extra[0]], "unknown key")
 
 
+def _band(k: _Reader, key: str, default: tuple[float, float]) -> tuple[float, float]:
+    band = k.get(key, list, list(default))
+    if len(band) != 2 or not all(isinstance(x, int | float) for x in band) \
+            or not 0 <= band[0] <= band[1] <= 1:
+        raise k.fail(key, band, "expected [low, high] with 0 <= low <= high <= 1")
+    return float(band[0]), float(band[1])
+
+
 def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
     known = {"policy", "checks", "classifier", "pii", "actions", "stream", "audit", "plugins"}
     top = _Reader(source, "", data)
@@ -166,10 +181,8 @@ def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
     for name in checks:
         if name not in _CHECKS and name not in plugins and not name.replace("_", "").isalnum():
             raise c.fail("enabled", list(checks), f"{name!r} is not a check name")
-    band = k.get("guard_band", list, [0.3, 0.7])
-    if len(band) != 2 or not all(isinstance(x, int | float) for x in band) \
-            or not 0 <= band[0] <= band[1] <= 1:
-        raise k.fail("guard_band", band, "expected [low, high] with 0 <= low <= high <= 1")
+    band = _band(k, "guard_band", Policy.guard_band)
+    encoder_band = _band(k, "encoder_band", Policy.encoder_band)
     actions = _default_actions()
     act = _Reader(source, "actions", data.get("actions", {}))
     default_action = act.get("default", str, "block")
@@ -191,7 +204,9 @@ def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
         checks=checks, decode_payloads=c.get("decode_payloads", bool, True),
         threshold=k.number("threshold", None, 0.0, 1.0),
         output_threshold=k.number("output_threshold", 0.9, 0.0, 1.0) or 0.0,
-        guard_band=(float(band[0]), float(band[1])),
+        guard_band=band, encoder_band=encoder_band,
+        encoder_weight=float(k.number("encoder_weight", Policy.encoder_weight, 0.0, 10.0)
+                             or 0.0),
         pii_types=pii.strings("types", PII_TYPES, PII_TYPES),
         pii_stages=pii.strings("stages", _STAGES, _STAGES), actions=actions,
         default_action=default_action,

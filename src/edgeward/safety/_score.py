@@ -9,17 +9,18 @@ view too, and the most unsafe view counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edgeward.safety._classifier import LABELS, LinearModel
 from edgeward.safety._decode import Payload, decode_payloads
+from edgeward.safety._encoder import Encoder
 from edgeward.safety._normalise import normalise
 from edgeward.safety._rules import RuleHit, rule_evidence
 from edgeward.safety._scan import Scan
 
-__all__ = ["HarmScore", "score_text", "score_views"]
+__all__ = ["Cascade", "HarmScore", "score_text", "score_views"]
 
 _NO_MODEL_LOGITS = np.array([2.0, 0.0, 0.0, 0.0])  # rules only: benign unless they say otherwise
 # The classifier's logits are scaled by this before the rules' log-odds are added: the n-gram
@@ -28,8 +29,9 @@ _NO_MODEL_LOGITS = np.array([2.0, 0.0, 0.0, 0.0])  # rules only: benign unless t
 # split together with the hand-written cases of tests/safety/test_safety_attacks.py.
 CLASSIFIER_SCALE = 0.6
 # Log-odds of "injection" that a payload's encoding adds to its decoded view.
-_HIDDEN_EVIDENCE = {"base64": 1.0, "hex": 1.0, "rot13": 1.0, "unicode_tags": 2.0, "leet": 0.5,
-                    "spaced": 0.5}
+_HIDDEN_EVIDENCE = {"base64": 1.0, "base32": 1.0, "hex": 1.0, "url": 0.5, "rot13": 1.0,
+                    "reversed": 1.0, "morse": 1.0, "pig_latin": 1.0, "unicode_tags": 2.0,
+                    "leet": 0.5, "spaced": 0.5}
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,14 @@ class HarmScore:
         hazards: hazard categories whose terms occur, with their lexicon weights.
         hits: the rules that matched.
         view: which view decided (``text``, or the payload's encoding).
+        encoder: the encoder stage's label probabilities, when it was consulted.
     """
 
     probs: dict[str, float]
     hazards: dict[str, float] = field(default_factory=dict)
     hits: tuple[RuleHit, ...] = ()
     view: str = "text"
+    encoder: dict[str, float] | None = None
 
     @property
     def unsafe(self) -> float:
@@ -87,9 +91,39 @@ def score_text(text: str, model: LinearModel | None, *, rules: bool = True,
                      tuple(hits), view)
 
 
+@dataclass(frozen=True)
+class Cascade:
+    """How the encoder stage joins the fast stage (n-gram classifier and rules).
+
+    The fast stage decides the clear cases; a view whose fast unsafe score falls in
+    ``[low, high)`` also goes to the encoder, and the two are combined as
+    ``softmax(fast_weight * log p_fast + encoder_weight * log p_encoder)``.
+    """
+
+    encoder: Encoder
+    low: float = 0.5
+    high: float = 0.95
+    fast_weight: float = 1.0
+    encoder_weight: float = 0.5
+
+    def combine(self, fast: HarmScore, text: str) -> HarmScore:
+        """``fast`` with the encoder's evidence on ``text`` added, if its score is in band."""
+        if not self.low <= fast.unsafe < self.high:
+            return fast
+        z_enc = self.encoder.logits(text)
+        log_enc = z_enc - np.logaddexp.reduce(z_enc)
+        log_fast = np.log(np.maximum([fast.probs[k] for k in LABELS], 1e-12))
+        z = self.fast_weight * log_fast + self.encoder_weight * log_enc
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        enc = np.exp(log_enc)
+        return replace(fast, probs={k: float(v) for k, v in zip(LABELS, p, strict=True)},
+                       encoder={k: float(v) for k, v in zip(LABELS, enc, strict=True)})
+
+
 def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
-                decode: bool = True, scan: Scan | None = None, hidden: str = ""
-                ) -> tuple[HarmScore, list[Payload]]:
+                decode: bool = True, scan: Scan | None = None, hidden: str = "",
+                cascade: Cascade | None = None) -> tuple[HarmScore, list[Payload]]:
     """Score a normalised text and each payload decoded from it; return the most unsafe.
 
     Args:
@@ -99,18 +133,24 @@ def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
         decode: look for hidden payloads.
         scan: the text's scan, if already made.
         hidden: text decoded from Unicode tag characters by the normaliser.
+        cascade: the encoder stage, for views the fast stage is unsure of.
 
     Returns:
         The most unsafe view's score, and the payloads found.
     """
     scan = scan or Scan(text)
     best = score_text(text, model, rules=rules, scan=scan)
+    if cascade is not None:
+        best = cascade.combine(best, text)
     payloads = decode_payloads(scan) if decode else []
     if hidden:
         payloads.insert(0, Payload("unicode_tags", hidden))
     for payload in payloads:
-        s = score_text(normalise(payload.text).text, model, rules=rules, view=payload.encoding,
+        view = normalise(payload.text).text
+        s = score_text(view, model, rules=rules, view=payload.encoding,
                        hidden=_HIDDEN_EVIDENCE.get(payload.encoding, 0.0))
+        if cascade is not None:
+            s = cascade.combine(s, view)
         if s.unsafe > best.unsafe:
             best = s
     return best, payloads
