@@ -202,3 +202,28 @@ def test_decisions_go_to_the_tamper_evident_audit_log_without_the_text(
     # an edited decision is caught
     log.write_text(raw.replace('"action":"block"', '"action":"allow"', 1))
     assert not verify_log(log, trust).ok
+
+
+def test_a_signed_guard_model_is_the_filters_last_stage(tmp_path: Path, signed_tiny: Signed,
+                                                        tiny_gguf: Path) -> None:
+    """The guard GGUF is verified like a model; every prompt in the policy's guard band goes
+    to it. The tiny test model answers neither 'safe' nor 'unsafe', which counts as unsafe: a
+    guard that cannot answer never lets a prompt through."""
+    guard = tmp_path / "guard.gguf"
+    guard.write_bytes(tiny_gguf.read_bytes())
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY.read_text().replace("guard_band = [0.3, 0.7]",
+                                                 "guard_band = [0.0, 1.0]"))
+    sign_artifact(policy, signed_tiny.key)
+    with pytest.raises(UnsignedArtifactError, match="safety_guard"):
+        _policy_agent(tmp_path, signed_tiny, str(policy), safety_guard=str(guard)).start()
+    sign_artifact(guard, signed_tiny.key)
+    agent = _policy_agent(tmp_path, signed_tiny, str(policy), safety_guard=str(guard))
+    agent.start()
+    try:
+        v = agent.safety_filter.check("What is the capital of France?")
+    finally:
+        agent.close()
+    assert v.action == "block" and v.scores["guard"] == 1.0
+    with pytest.raises(ConfigError, match="safety_guard"):
+        config_from_dict({"artifact": "m.gguf", "trust_store": "t", "safety_guard": "g.gguf"})

@@ -1,4 +1,4 @@
-"""edgeward's own benign look-alike training rows: deterministic, benign, unlike the test cases."""
+"""edgeward's own look-alike training rows: deterministic, mostly benign, unlike the test cases."""
 
 from __future__ import annotations
 
@@ -28,9 +28,14 @@ def test_rows_are_deterministic_unique_and_benign() -> None:
     assert rows == mod.rows()
     assert len(rows) >= 300
     assert len({r["text"] for r in rows}) == len(rows)
-    assert {r["label"] for r in rows} == {"benign"}
+    assert {r["label"] for r in rows} == {"benign", "harmful"}
+    assert sum(r["label"] == "benign" for r in rows) > 2 * sum(r["label"] == "harmful"
+                                                              for r in rows)
     assert {r["split"] for r in rows} == {"train"}
     assert {r["category"] for r in rows} == set(mod.SENSES)
+    # every harmful phrasing is also a benign one: the phrasing says nothing about the label
+    forms = {r["text"].split(" ")[0] for r in rows if r["label"] == "harmful"}
+    assert forms <= {r["text"].split(" ")[0] for r in rows if r["label"] == "benign"}
 
 
 def test_no_named_test_case_is_a_training_row() -> None:

@@ -36,6 +36,10 @@ def _write(tmp_path: Path, text: str) -> Path:
                  id="string-for-bool"),
     pytest.param("[classifier]\nguard_band = [0.8, 0.2]\n", ["[classifier] guard_band"],
                  id="band-order"),
+    pytest.param("[classifier]\nencoder_band = [0.5]\n", ["[classifier] encoder_band"],
+                 id="encoder-band-shape"),
+    pytest.param("[classifier]\nencoder_weight = -1\n", ["[classifier] encoder_weight", "-1"],
+                 id="encoder-weight-range"),
 ])
 def test_errors_name_file_key_and_value(tmp_path: Path, toml: str, needles: list[str]) -> None:
     path = _write(tmp_path, toml)
@@ -116,3 +120,15 @@ def test_load_filter_is_what_the_agent_calls(tmp_path: Path) -> None:
     assert flt.policy.name == "clinic" and flt.policy.action_for("S6") == "allow"
     with pytest.raises(PolicyError):
         load_filter(str(tmp_path / "missing.toml"))
+
+
+def test_a_policy_without_the_encoder_check_runs_the_fast_stage_alone(tmp_path: Path) -> None:
+    from edgeward.safety import BundledFilter
+
+    old = load_policy(_write(tmp_path, '[checks]\nenabled = ["rules", "classifier", "pii"]\n'))
+    assert BundledFilter(old).encoder is None
+    new = load_policy(_write(tmp_path, '[classifier]\nencoder_band = [0.2, 0.9]\n'
+                                       'encoder_weight = 1.5\n'))
+    f = BundledFilter(new)
+    assert f.encoder is not None
+    assert (new.encoder_band, new.encoder_weight) == ((0.2, 0.9), 1.5)

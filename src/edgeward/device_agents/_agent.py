@@ -33,9 +33,10 @@ from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT, AgentConfig, load_agent_config
 from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
 from edgeward.device_agents._engine import Engine
+from edgeward.device_agents._guard import GgufGuard
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._metrics import Metrics
-from edgeward.device_agents._policy import safety_filter_for
+from edgeward.device_agents._policy import safety_filter_for, verify_guard
 from edgeward.device_agents._probe import probe_artifact
 from edgeward.device_agents._remote import apply_remote
 from edgeward.device_agents._server import AgentServer, bind_socket
@@ -106,6 +107,7 @@ class Agent:
         self._device_key: PrivateKey | None = None
         self._audit: LogAuditSink | None = None
         self._hmac_key: bytes | None = None
+        self._guard: GgufGuard | None = None
         self.telemetry: TelemetryClient | None = None
         self.updater = Updater(self)
         self._engine: Engine | None = None
@@ -172,9 +174,22 @@ class Agent:
                 on_failure=lambda: self.metrics.inc("edgeward_agent_audit_failures_total"))
             log_event(logging.INFO, "audit_log_opened", log=str(self._audit.path),
                       signed_checkpoints=self._device_key is not None)
+        kwargs: dict[str, Any] = {"audit": self._audit, "hmac_key": self._hmac_key}
+        if cfg.safety_guard is not None:
+            kwargs["guard"] = self._guard_for(cfg)
         return safety_filter_for(cfg.safety_policy, trust_store=cfg.trust_store,
-                                 allow_unsigned=cfg.allow_unsigned, audit=self._audit,
-                                 hmac_key=self._hmac_key)
+                                 allow_unsigned=cfg.allow_unsigned, **kwargs)
+
+    def _guard_for(self, cfg: AgentConfig) -> GgufGuard:
+        """The verified guard model of ``safety_guard`` (loaded once, kept across reloads)."""
+        assert cfg.safety_guard is not None
+        if self._guard is None or self._guard.path != cfg.safety_guard:
+            verify_guard(cfg.safety_guard, cfg.trust_store, allow_unsigned=cfg.allow_unsigned)
+            if self._guard is not None:
+                self._guard.close()
+            self._guard = GgufGuard(cfg.safety_guard)
+            log_event(logging.INFO, "safety_guard_loaded", guard=str(cfg.safety_guard))
+        return self._guard
 
     def _close_audit(self) -> None:
         if self._audit is not None:
@@ -480,6 +495,9 @@ class Agent:
             self._engine.stop(timeout=self._config.shutdown_deadline_s + 5)
             self._engine = None
         self._close_audit()
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         self._store.close()
         log_event(logging.INFO, "stopped", uptime_s=round(time.monotonic() - self.started_at, 3))
 

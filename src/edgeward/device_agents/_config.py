@@ -26,7 +26,8 @@ DEFAULT_LISTEN = "127.0.0.1:8088"
 SLOTS_ARTIFACT = Path("@slots")
 
 # Keys whose value is a path; relative paths are taken from the config file's directory.
-_PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key", "audit_log")
+_PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key", "audit_log",
+              "safety_guard")
 # The TOML type each key must have (bool is checked before int: TOML booleans are not ints).
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "artifact": (str,), "trust_store": (str,), "signature": (str,), "allow_unsigned": (bool,),
@@ -35,6 +36,7 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "max_tokens_cap": (int,), "default_max_tokens": (int,), "state_dir": (str,),
     "shutdown_deadline_s": (int, float), "safety_policy": (str,), "log_format": (str,),
     "device_id": (str,), "device_key": (str,), "audit_log": (str,), "telemetry": (dict,),
+    "safety_guard": (str,),
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
                dict: "a table"}
@@ -98,6 +100,9 @@ class AgentConfig:
         device_id: this device's id in the fleet (needed by ``telemetry``).
         device_key: the device's private key (PEM): signs telemetry and the audit log's
             checkpoints. Never leaves the device.
+        safety_guard: a signed guard GGUF (e.g. Llama Guard 3), verified against
+            ``trust_store`` like the artifact: the safety filter's last stage for the prompts
+            whose unsafe score falls in the policy's ``guard_band``; needs ``safety_policy``.
         audit_log: the tamper-evident log of the safety filter's non-allow decisions;
             default ``STATE/audit/safety.log``.
         telemetry: MQTT telemetry settings (the ``[telemetry]`` table; needs ``device_id`` and
@@ -121,6 +126,7 @@ class AgentConfig:
     state_dir: Path = field(default_factory=default_state_dir)
     shutdown_deadline_s: float = 10.0  # seconds
     safety_policy: str | None = None
+    safety_guard: Path | None = None
     log_format: LogFormat = "logfmt"
     device_id: str | None = None
     device_key: Path | None = None
@@ -133,6 +139,9 @@ class AgentConfig:
         self._check("trust_store", self.trust_store is not None or self.allow_unsigned,
                     "set: the trust store to verify the artifact against (or set "
                     "allow_unsigned = true, for development only)")
+        self._check("safety_guard", self.safety_guard is None or self.safety_policy is not None,
+                    "used with a safety_policy (the guard is the filter's last stage)",
+                    quote=False)
         self._check("context_length", self.context_length is None
                     or (_is_int(self.context_length) and self.context_length >= 16),
                     "an integer number of tokens >= 16")

@@ -21,7 +21,7 @@ from edgeward.errors import ConfigError, SignatureError, UnsignedArtifactError
 from edgeward.provenance import TrustStore, verify_artifact
 from edgeward.safety import PassThroughFilter, SafetyFilter
 
-__all__ = ["safety_filter_for"]
+__all__ = ["safety_filter_for", "verify_guard"]
 
 
 def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
@@ -74,16 +74,39 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
     return flt
 
 
-def _verify(path: Path, copy: Path, trust_store: Path | None) -> None:
+def _verify(path: Path, copy: Path, trust_store: Path | None, what: str = "safety_policy"
+            ) -> None:
     signature = default_signature(path)
     try:
         envelope = signature.read_bytes()
     except FileNotFoundError:
-        raise UnsignedArtifactError(f"safety_policy {path}: no signature at {signature}; sign "
+        raise UnsignedArtifactError(f"{what} {path}: no signature at {signature}; sign "
                                     "it with `edgeward sign`") from None
     except OSError as e:
         raise ConfigError(f"{signature}: cannot read ({e.strerror})") from e
     if trust_store is None:
-        raise UnsignedArtifactError(f"safety_policy {path}: no trust_store to check its "
+        raise UnsignedArtifactError(f"{what} {path}: no trust_store to check its "
                                     "signature against")
     verify_artifact(copy, envelope, TrustStore.open(trust_store))
+
+
+def verify_guard(path: Path, trust_store: Path | None, *, allow_unsigned: bool = False) -> None:
+    """Check the guard GGUF's signature (``PATH.edgeward.json``) against the trust store.
+
+    Raises:
+        ConfigError: the file is missing.
+        SignatureError: its signature is missing or does not verify (unless
+            ``allow_unsigned``, which logs it loudly instead).
+    """
+    if not path.is_file():
+        raise ConfigError(f"safety_guard {path}: no such guard model file")
+    try:
+        _verify(path, path, trust_store, "safety_guard")
+    except SignatureError as e:
+        if not allow_unsigned:
+            log_event(logging.ERROR, "safety_guard_refused", guard=str(path), reason=e.kind,
+                      detail=str(e))
+            raise
+        log_event(logging.WARNING, "UNVERIFIED_SAFETY_GUARD_LOADED", guard=str(path),
+                  reason=e.kind, detail="allow_unsigned = true: the guard model's provenance "
+                  "is NOT verified")

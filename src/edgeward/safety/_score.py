@@ -107,18 +107,33 @@ class Cascade:
     encoder_weight: float = 0.5
 
     def combine(self, fast: HarmScore, text: str) -> HarmScore:
-        """``fast`` with the encoder's evidence on ``text`` added, if its score is in band."""
+        """``fast`` with the encoder's evidence on ``text`` added, if its score is in band.
+
+        A text that opens defensively about the hazard it names ("What are the warning signs
+        of ...", "How can I protect ... from ...", with no outright request for it: the rules'
+        ``-defensive`` evidence against ``harmful``) is left to the fast stage: the encoder
+        reads the hazard's meaning but not reliably the protective framing around it. And
+        where the rules found an outright request for a hazard, or a strong attack phrasing,
+        the encoder may raise the score but not lower it: it reads English paraphrases, not
+        every language and encoding the rules know.
+        """
         if not self.low <= fast.unsafe < self.high:
             return fast
+        if any(h.rule.endswith("-defensive") and h.weight < 0 for h in fast.hits):
+            return fast
+        explicit = any(h.rule.startswith("hazard_terms+intent") and h.weight > 0
+                       or h.label != "harmful" and h.weight >= 2.5 for h in fast.hits)
         z_enc = self.encoder.logits(text)
         log_enc = z_enc - np.logaddexp.reduce(z_enc)
         log_fast = np.log(np.maximum([fast.probs[k] for k in LABELS], 1e-12))
         z = self.fast_weight * log_fast + self.encoder_weight * log_enc
         p = np.exp(z - z.max())
         p /= p.sum()
-        enc = np.exp(log_enc)
+        enc = {k: float(v) for k, v in zip(LABELS, np.exp(log_enc), strict=True)}
+        if explicit and p[0] > fast.probs["benign"]:
+            return replace(fast, encoder=enc)  # it may raise this score, not lower it
         return replace(fast, probs={k: float(v) for k, v in zip(LABELS, p, strict=True)},
-                       encoder={k: float(v) for k, v in zip(LABELS, enc, strict=True)})
+                       encoder=enc)
 
 
 def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
