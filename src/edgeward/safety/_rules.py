@@ -264,10 +264,11 @@ _INTENT_ES_FR_DE = Lexicon([_t(
     "intent", "como comment wie dime dis explica explique explain erklare erklar pasos etapes "
     "schritte instrucciones anleitung receta recette rezept escribe ecris schreibe dame donne "
     "gib da crea cree erstelle entwickle entwirf disena concois developpe desarrolla genera "
-    "redacta redige verfasse instructions",
-    r"\b(?:como (?:puedo |se |podria )?(?:hacer|fabricar|construir|preparar|crear|matar|"
-    r"conseguir|obtener)|comment (?:faire|fabriquer|construire|preparer|creer|tuer|obtenir)|"
-    r"wie (?:kann|konnte|baue|mache|stelle|bekomme) (?:ich|man)|dime como|dis-moi comment|"
+    "redacta redige verfasse instructions sag",
+    r"\b(?:como (?:puedo |se puede |podria |se )?\w+(?:ar|er|ir|o)\b|comment (?:puis-je |"
+    r"peut-on |faire pour )?\w+(?:er|ir|re)\b|"
+    r"wie (?:kann|konnte|baue|mache|stelle|bekomme|verwische|entwerfe|nutze) (?:ich|man)|"
+    r"sag(?:en sie)? mir|dime como|dis-moi comment|"
     r"explica(?:me)?|explique(?:-moi)?|erklar\w*|pasos para|etapes pour|schritt fur schritt|"
     r"instrucciones (?:para|de)|anleitung|receta|recette|rezept|escribe|ecris|schreibe|"
     r"dame|donne-moi|gib mir|da instrucciones|donne des instructions|gib (?:eine|mir eine) "

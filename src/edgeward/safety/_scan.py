@@ -65,7 +65,11 @@ class Scan:
         self.codes = c
         digit = (c >= 48) & (c <= 57)
         self._digit = digit
-        word = digit | ((c >= 97) & (c <= 122)) | ((c >= 65) & (c <= 90)) | (c > 127)
+        # Letters, digits and any other non-ASCII character, except punctuation: Latin-1's
+        # (¿ ¡ « » ...), general punctuation (“ ” — …) and CJK punctuation.
+        punct = ((c >= 0xA0) & (c <= 0xBF)) | ((c >= 0x2000) & (c <= 0x206F)) \
+            | ((c >= 0x3000) & (c <= 0x303F))
+        word = digit | ((c >= 97) & (c <= 122)) | ((c >= 65) & (c <= 90)) | ((c > 127) & ~punct)
         edges = np.flatnonzero(np.diff(np.concatenate([[False], word, [False]]).astype(np.int8)))
         self.starts = edges[0::2]
         self.ends = edges[1::2]

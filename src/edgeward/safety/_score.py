@@ -9,6 +9,7 @@ view too, and the most unsafe view counts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -91,6 +92,29 @@ def score_text(text: str, model: LinearModel | None, *, rules: bool = True,
                      tuple(hits), view)
 
 
+# The most frequent function words of English and of the other languages the rules know:
+# a text with more of the latter than of the former (and at least two) is not English.
+_EN_WORDS = frozenset(
+    "the a an and or of to in on for with is are was be how what which who can i you my your "
+    "it this that do does not from by at as me we they".split())
+_OTHER_WORDS = frozenset(
+    "el la los las un una y o de del en con es son que como para por mi tu su se puedo "
+    "le les des et ou du dans avec est sont qui comment pour je tu mon ma ton une "
+    "der die das den dem ein eine und oder von zu im mit ist sind wie was ich du mein nicht "
+    "kann man fur".split()) - _EN_WORDS
+_WORD = re.compile(r"[a-z]+")
+
+
+def reads_as_english(text: str) -> bool:
+    """Whether a (normalised) text reads as English rather than Spanish, French or German,
+    by counting the most frequent function words of each (cheap; short texts are English
+    unless they clearly are not)."""
+    words = _WORD.findall(text[:4000].lower())
+    en = sum(w in _EN_WORDS for w in words)
+    other = sum(w in _OTHER_WORDS for w in words)
+    return not (other >= 2 and other > en)
+
+
 @dataclass(frozen=True)
 class Cascade:
     """How the encoder stage joins the fast stage (n-gram classifier and rules).
@@ -101,6 +125,7 @@ class Cascade:
     """
 
     encoder: Encoder
+    min_words: int = 6
     low: float = 0.5
     high: float = 0.95
     fast_weight: float = 1.0
@@ -112,7 +137,11 @@ class Cascade:
         A text that opens defensively about the hazard it names ("What are the warning signs
         of ...", "How can I protect ... from ...", with no outright request for it: the rules'
         ``-defensive`` evidence against ``harmful``) is left to the fast stage: the encoder
-        reads the hazard's meaning but not reliably the protective framing around it. And
+        reads the hazard's meaning but not reliably the protective framing around it. Text
+        that reads as another language is left to the fast stage too: the encoder is English
+        only (MiniLM's vocabulary), and on Spanish, French or German it flags ordinary
+        questions. So is a text of fewer than ``min_words`` words ("hello there"), which gives
+        the encoder too little to read: it was trained on whole requests. And
         where the rules found an outright request for a hazard, or a strong attack phrasing,
         the encoder may raise the score but not lower it: it reads English paraphrases, not
         every language and encoding the rules know.
@@ -120,6 +149,8 @@ class Cascade:
         if not self.low <= fast.unsafe < self.high:
             return fast
         if any(h.rule.endswith("-defensive") and h.weight < 0 for h in fast.hits):
+            return fast
+        if len(text.split()) < self.min_words or not reads_as_english(text):
             return fast
         explicit = any(h.rule.startswith("hazard_terms+intent") and h.weight > 0
                        or h.label != "harmful" and h.weight >= 2.5 for h in fast.hits)
