@@ -7,7 +7,13 @@ from collections.abc import Iterable
 
 import pytest
 
-from edgeward.safety import BundledFilter, MemoryAuditSink, StreamStep, policy_from_dict
+from edgeward.safety import (
+    BundledFilter,
+    MemoryAuditSink,
+    StreamStep,
+    normalise,
+    policy_from_dict,
+)
 
 
 def _run(flt: BundledFilter, pieces: Iterable[str]) -> tuple[str, list[StreamStep], int]:
@@ -90,3 +96,38 @@ def test_hold_back_is_bounded_even_for_a_long_number() -> None:
     for ch in "Numbers: " + "1234 " * 40:
         stream.feed(ch)
         assert stream.held <= flt.policy.max_hold  # type: ignore[attr-defined]
+
+
+class _CountingEncoder:
+    """Stands in for the encoder stage and counts the texts it is asked about."""
+
+    max_tokens = 128
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def logits(self, text: str):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        self.calls.append(text)
+        return np.array([0.0, 0.0, 0.0, 0.0])
+
+
+def test_the_encoder_reads_prompts_not_output() -> None:
+    enc = _CountingEncoder()
+    flt = BundledFilter(encoder=enc)  # type: ignore[arg-type]
+    text = ("Here is the HTML of my page, please review the layout and tell me what "
+            "to change so that the cards line up on small screens. ") * 12
+    stream = flt.output_stream()
+    for i in range(0, len(text), 4):
+        stream.feed(text[i:i + 4])
+    stream.finish()
+    flt.check(text, stage="output")
+    assert enc.calls == []
+    # a prompt the fast stage is unsure of goes to it, once, whatever its decoded views
+    prompt = ("Could you tell me which of these two plans is the better one for me? "
+              "cGxlYXNlIHRlbGwgbWUgd2hhdCB0aGUgd2VhdGhlciB3aWxsIGJlIGxpa2UgdG9tb3Jyb3cgaW4gUGFyaXM=")
+    fast = flt.harm(normalise(prompt), stage="output").unsafe  # output: the fast stage alone
+    assert flt.policy.encoder_band[0] <= fast < flt.policy.encoder_band[1]
+    flt.check(prompt)
+    assert len(enc.calls) == 1

@@ -113,11 +113,16 @@ class BundledFilter:
         with self._lock:
             return dict(self._counts)
 
-    def harm(self, norm: Normalised, scan: Scan | None = None) -> HarmScore:
-        """The harm score of a normalised text (all views), without policy or PII."""
+    def harm(self, norm: Normalised, scan: Scan | None = None, *,
+             stage: Stage = "prompt") -> HarmScore:
+        """The harm score of a normalised text (all views), without policy or PII.
+
+        The encoder stage reads prompts only: it was trained on requests, not on model
+        output, and on benign output (code, HTML) it stopped streams the fast stage let pass.
+        """
         return score_views(norm.text, self.model, rules="rules" in self.policy.checks,
                            decode=self.policy.decode_payloads, scan=scan, hidden=norm.hidden,
-                           cascade=self._cascade)[0]
+                           cascade=self._cascade if stage == "prompt" else None)[0]
 
     def check(self, text: str, *, stage: Stage = "prompt",
               context: Mapping[str, Any] | None = None) -> Verdict:
@@ -138,7 +143,7 @@ class BundledFilter:
         found: dict[str, float] = {}  # category -> score
         scores: dict[str, float] = {}
         if "rules" in self.policy.checks or self.model is not None:
-            harm = self.harm(norm, scan)
+            harm = self.harm(norm, scan, stage=stage)
             scores.update(unsafe=round(harm.unsafe, 4),
                           **{k: round(v, 4) for k, v in harm.probs.items() if k != "benign"})
             if harm.encoder is not None:

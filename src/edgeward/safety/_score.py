@@ -95,13 +95,9 @@ def score_text(text: str, model: LinearModel | None, *, rules: bool = True,
 # The most frequent function words of English and of the other languages the rules know:
 # a text with more of the latter than of the former (and at least two) is not English.
 _EN_WORDS = frozenset(
-    "the a an and or of to in on for with is are was be how what which who can i you my your "
-    "it this that do does not from by at as me we they".split())
+    ["the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "is", "are", "was", "be", "how", "what", "which", "who", "can", "i", "you", "my", "your", "it", "this", "that", "do", "does", "not", "from", "by", "at", "as", "me", "we", "they"])
 _OTHER_WORDS = frozenset(
-    "el la los las un una y o de del en con es son que como para por mi tu su se puedo "
-    "le les des et ou du dans avec est sont qui comment pour je tu mon ma ton une "
-    "der die das den dem ein eine und oder von zu im mit ist sind wie was ich du mein nicht "
-    "kann man fur".split()) - _EN_WORDS
+    ["el", "la", "los", "las", "un", "una", "y", "o", "de", "del", "en", "con", "es", "son", "que", "como", "para", "por", "mi", "tu", "su", "se", "puedo", "le", "les", "des", "et", "ou", "du", "dans", "avec", "est", "sont", "qui", "comment", "pour", "je", "tu", "mon", "ma", "ton", "une", "der", "die", "das", "den", "dem", "ein", "eine", "und", "oder", "von", "zu", "im", "mit", "ist", "sind", "wie", "was", "ich", "du", "mein", "nicht", "kann", "man", "fur"]) - _EN_WORDS
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -152,8 +148,8 @@ class Cascade:
             return fast
         if len(text.split()) < self.min_words or not reads_as_english(text):
             return fast
-        explicit = any(h.rule.startswith("hazard_terms+intent") and h.weight > 0
-                       or h.label != "harmful" and h.weight >= 2.5 for h in fast.hits)
+        explicit = any((h.rule.startswith("hazard_terms+intent") and h.weight > 0)
+                       or (h.label != "harmful" and h.weight >= 2.5) for h in fast.hits)
         z_enc = self.encoder.logits(text)
         log_enc = z_enc - np.logaddexp.reduce(z_enc)
         log_fast = np.log(np.maximum([fast.probs[k] for k in LABELS], 1e-12))
@@ -186,8 +182,7 @@ def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
     """
     scan = scan or Scan(text)
     best = score_text(text, model, rules=rules, scan=scan)
-    if cascade is not None:
-        best = cascade.combine(best, text)
+    best_text = text
     payloads = decode_payloads(scan) if decode else []
     if hidden:
         payloads.insert(0, Payload("unicode_tags", hidden))
@@ -195,8 +190,8 @@ def score_views(text: str, model: LinearModel | None, *, rules: bool = True,
         view = normalise(payload.text).text
         s = score_text(view, model, rules=rules, view=payload.encoding,
                        hidden=_HIDDEN_EVIDENCE.get(payload.encoding, 0.0))
-        if cascade is not None:
-            s = cascade.combine(s, view)
         if s.unsafe > best.unsafe:
-            best = s
+            best, best_text = s, view
+    if cascade is not None:  # one encoder call at most: on the view the fast stage fears most
+        best = cascade.combine(best, best_text)
     return best, payloads

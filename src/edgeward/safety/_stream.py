@@ -95,7 +95,7 @@ class FilterStream:
         f = self._f
         self._checked = len(self._text)
         window = self._text[-self._window:]
-        harm = f.harm(normalise(window))
+        harm = f.harm(normalise(window), stage="output")
         scores: dict[str, float] = {"unsafe": round(harm.unsafe, 4)}
         found = f._harm_categories(harm, window, "output", scores, use_guard=False)
         if not found or all(f.policy.action_for(c) == "allow" for c in found):
