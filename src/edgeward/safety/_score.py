@@ -94,10 +94,18 @@ def score_text(text: str, model: LinearModel | None, *, rules: bool = True,
 
 # The most frequent function words of English and of the other languages the rules know:
 # a text with more of the latter than of the former (and at least two) is not English.
-_EN_WORDS = frozenset(
-    ["the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "is", "are", "was", "be", "how", "what", "which", "who", "can", "i", "you", "my", "your", "it", "this", "that", "do", "does", "not", "from", "by", "at", "as", "me", "we", "they"])
-_OTHER_WORDS = frozenset(
-    ["el", "la", "los", "las", "un", "una", "y", "o", "de", "del", "en", "con", "es", "son", "que", "como", "para", "por", "mi", "tu", "su", "se", "puedo", "le", "les", "des", "et", "ou", "du", "dans", "avec", "est", "sont", "qui", "comment", "pour", "je", "tu", "mon", "ma", "ton", "une", "der", "die", "das", "den", "dem", "ein", "eine", "und", "oder", "von", "zu", "im", "mit", "ist", "sind", "wie", "was", "ich", "du", "mein", "nicht", "kann", "man", "fur"]) - _EN_WORDS
+_EN_WORDS = frozenset((
+    "the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "is", "are", "was",
+    "be", "how", "what", "which", "who", "can", "i", "you", "my", "your", "it", "this", "that",
+    "do", "does", "not", "from", "by", "at", "as", "me", "we", "they",
+))
+_OTHER_WORDS = frozenset((
+    "el", "la", "los", "las", "un", "una", "y", "o", "de", "del", "en", "con", "es", "son", "que",
+    "como", "para", "por", "mi", "tu", "su", "se", "puedo", "le", "les", "des", "et", "ou", "du",
+    "dans", "avec", "est", "sont", "qui", "comment", "pour", "je", "mon", "ma", "ton", "une",
+    "der", "die", "das", "den", "dem", "ein", "eine", "und", "oder", "von", "zu", "im", "mit",
+    "ist", "sind", "wie", "was", "ich", "mein", "nicht", "kann", "man", "fur",
+)) - _EN_WORDS
 _WORD = re.compile(r"[a-z]+")
 
 
