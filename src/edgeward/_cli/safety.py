@@ -118,7 +118,8 @@ def _print_pii_eval(r: dict[str, Any]) -> None:
 @click.option("--split", help="Only rows of this split (e.g. dev).")
 @click.option("--folds", type=click.IntRange(min=2), default=None, metavar="K",
               help="Also the leave-sources-out figures: the train split's sources in K folds, "
-                   "a classifier fitted per fold without its sources (slow: minutes a fold).")
+                   "a classifier fitted per fold without its sources (minutes a fold; kept "
+                   "in ~/.cache/edgeward/safety-folds).")
 @json_option
 def eval_(*, data: Path, policy_path: Path | None, split: str | None, folds: int | None,
           as_json: bool) -> None:
@@ -138,6 +139,7 @@ def eval_(*, data: Path, policy_path: Path | None, split: str | None, folds: int
             raise ConfigError(f"{data}: --folds needs labelled prompts, not PII spans")
         result["leave_sources_out"] = evaluate_folds(
             data, k=folds, policy=flt.policy,
+            cache_dir=Path.home() / ".cache" / "edgeward" / "safety-folds",
             progress=lambda line: click.echo(line, err=True))
     emit(as_json, result, lambda: _print_eval(result))
 
@@ -147,8 +149,9 @@ def _print_eval(r: dict[str, Any]) -> None:
     lso = r.get("leave_sources_out")
     if lso is None:
         return
-    table = Table(title=f"leave sources out ({lso['k']} folds, threshold {lso['threshold']}; "
-                        f"benign: false-positive rate)", title_justify="left",
+    table = Table(title=f"leave sources out: {' + '.join(lso['stages'])}, {lso['k']} folds, "
+                        f"threshold {lso['threshold']} (benign: false-positive rate)",
+                  title_justify="left",
                   box=box.SIMPLE_HEAD)
     for col in ("source", "label", "fold", "n", "rate"):
         table.add_column(col, justify="left" if col in ("source", "label") else "right")
