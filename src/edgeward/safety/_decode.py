@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,14 +118,19 @@ def _base64(scan: Scan) -> list[Payload]:
         if token.isalpha() and (token.islower() or token.isupper() or token.istitle()):
             continue  # an ordinary long word
         token += "=" * (-len(token) % 4)
-        try:
-            raw = base64.b64decode(token.replace("-", "+").replace("_", "/"), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        decoded = _readable(raw)
-        if decoded is not None:
-            found.append(Payload("base64", decoded))
+        found += _decoded("base64", functools.partial(
+            base64.b64decode, token.replace("-", "+").replace("_", "/"), validate=True))
     return found
+
+
+def _decoded(encoding: str, decode: Callable[[], bytes]) -> list[Payload]:
+    """The payload ``decode()`` yields, if it decodes at all and to readable text."""
+    try:
+        raw = decode()
+    except (binascii.Error, ValueError):
+        return []
+    text = _readable(raw)
+    return [] if text is None else [Payload(encoding, text)]
 
 
 def _hex(scan: Scan) -> list[Payload]:
@@ -176,13 +183,8 @@ def _base32(scan: Scan) -> list[Payload]:
         token = m.group().rstrip("=")
         if token.isalpha() or len(token) % 8 in (1, 3, 6):
             continue  # an ordinary long word, or a length base32 never has
-        try:
-            raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
-        except (binascii.Error, ValueError):
-            continue
-        decoded = _readable(raw)
-        if decoded is not None:
-            found.append(Payload("base32", decoded))
+        found += _decoded("base32", functools.partial(
+            base64.b32decode, token.upper() + "=" * (-len(token) % 8)))
     return found
 
 
