@@ -2,4 +2,8 @@
 
 from edgeward.cli import main
 
-raise SystemExit(main())
+try:
+    status = main()
+except KeyboardInterrupt:  # a Ctrl-C that lands after main() has handled one
+    status = 130
+raise SystemExit(status)

@@ -16,7 +16,10 @@ Exit codes:
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
@@ -97,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except (click.Abort, KeyboardInterrupt):
         err.print("interrupted")
+        if argv is None:  # the program itself, not a caller that passed its own arguments
+            _exit_on_another_interrupt()
         return 130
     except EdgewardError as e:
         return _fail(e.kind, str(e), e.exit_code)
@@ -105,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"internal error: {type(e).__name__}: {e} "
                      "(this is a bug; re-run with --debug and report the traceback)", 1)
     return 0
+
+
+def _exit_on_another_interrupt() -> None:
+    """After a Ctrl-C has been handled, another one (while the interpreter winds down and
+    joins threads) ends the process at once with the same status, 130, instead of a
+    KeyboardInterrupt escaping past the handler and the process dying of SIGINT."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def _fail(kind: str, detail: str, code: int) -> int:
