@@ -60,6 +60,7 @@ class Encoder:
     _bias: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(4, np.float32),
                                            repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _token_types: bool = field(default=False, repr=False)  # the graph takes token_type_ids
 
     @classmethod
     def load(cls, directory: Path, *, threads: int = 1) -> Encoder:
@@ -96,8 +97,9 @@ class Encoder:
             raise ArtifactError(f"{directory}: unreadable safety encoder ({e})") from e
         if weight.shape[1] != len(_LABELS) or list(record.get("labels", _LABELS)) != list(_LABELS):
             raise ArtifactError(f"{directory}: the encoder's labels are not {list(_LABELS)}")
+        token_types = any(i.name == "token_type_ids" for i in session.get_inputs())
         return cls(directory, record, _session=session, _tokenizer=tokenizer, _weight=weight,
-                   _bias=bias)
+                   _bias=bias, _token_types=token_types)
 
     @property
     def max_tokens(self) -> int:
@@ -133,8 +135,7 @@ class Encoder:
             ids[i, :len(w)] = w
             mask[i, :len(w)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
-        names = {i.name for i in self._session.get_inputs()}
-        if "token_type_ids" in names:
+        if self._token_types:
             feeds["token_type_ids"] = np.zeros_like(ids)
         with self._lock:  # one ORT session, used from the agent's threads
             hidden = self._session.run(None, feeds)[0]

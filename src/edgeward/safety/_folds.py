@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgeward.errors import ConfigError
+from edgeward.errors import ArtifactError, ConfigError
 from edgeward.safety._classifier import LinearModel
 from edgeward.safety._encoder import Encoder
 from edgeward.safety._eval import evaluate_prompts
@@ -86,7 +87,7 @@ def _fold_model(fit: Fit, rows: Sequence[dict[str, Any]], cache_dir: Path | None
     path = cache_dir / _digest(rows, params)
     try:
         return LinearModel.load(path)
-    except Exception:  # noqa: BLE001 - a missing or stale cache entry is refitted
+    except (ConfigError, ArtifactError, zipfile.BadZipFile):  # missing or unreadable: refit
         model = fit(rows)
         model.save(path)
         return model
