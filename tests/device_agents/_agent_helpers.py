@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.provenance import PrivateKey, Role, TrustStore, generate_key, sign_artifact
-from edgeward.safety import OutputStream, PassThroughFilter, Stage, StreamStep, Verdict
+from edgeward.safety import (
+    OutputStream,
+    PassThroughFilter,
+    Pseudonyms,
+    Stage,
+    StreamStep,
+    Verdict,
+)
 
 BIN = Path(sys.executable).with_name("edgeward")
 
@@ -97,7 +104,8 @@ class WordFilter(PassThroughFilter):
         self.seen: list[tuple[Stage, str]] = []
 
     def check(self, text: str, *, stage: Stage = "prompt",
-              context: Mapping[str, Any] | None = None) -> Verdict:
+              context: Mapping[str, Any] | None = None,
+              pseudonyms: Pseudonyms | None = None) -> Verdict:
         self.seen.append((stage, text))
         if self.word in text:
             return Verdict("block", categories=(self.category,))
@@ -128,7 +136,8 @@ class StopOutputFilter(PassThroughFilter):
         self.n = n
         self.category = category
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
         return _StopAfter(self.n, self.category)
 
 
@@ -143,7 +152,8 @@ class _Redact:
 class RedactOutputFilter(PassThroughFilter):
     """Replaces every output piece with ``[X]`` (a redaction)."""
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
         return _Redact()
 
 
@@ -177,7 +187,8 @@ class GateFilter(PassThroughFilter):
     def release(self) -> None:
         self.released.set()
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
         return _Gated(self)
 
 

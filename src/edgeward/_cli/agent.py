@@ -68,8 +68,8 @@ def agent_run(*, config_path: Path, as_json: bool) -> None:
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Fix the sampler's seed.")
 @click.option("--profile", "profile_name", help="Hardware profile (name or .toml).")
 @click.option("--context-length", type=click.IntRange(16), help="Tokens of context.")
-@click.option("--safety-policy", help="'default', or a signed policy TOML (verified with "
-                                      "--trust); default: no filter.")
+@click.option("--safety-policy", help="A policy preset ('default', 'phi'), or a signed policy "
+                                      "TOML (verified with --trust); default: no filter.")
 @json_option
 def run(*, artifact: Path, prompt: str, trust_dir: Path | None, signature: Path | None,
         allow_unsigned: bool, raw: bool, max_tokens: int, temperature: float,

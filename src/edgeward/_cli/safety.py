@@ -18,15 +18,15 @@ if TYPE_CHECKING:
 
 __all__ = ["safety"]
 
-_POLICY = click.option("--policy", "policy_path",
-                       type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                       help="Policy TOML (default: the shipped default policy).")
+_POLICY = click.option("--policy", "policy_path", metavar="PRESET|FILE",
+                       help="A policy preset shipped with edgeward (default, phi) or a policy "
+                            "TOML (default: the shipped default policy).")
 
 
-def _filter(policy_path: Path | None) -> BundledFilter:
-    from edgeward.safety import BundledFilter
+def _filter(policy_path: str | None) -> BundledFilter:
+    from edgeward.safety import load_filter
 
-    return BundledFilter.from_policy_file(policy_path) if policy_path else BundledFilter()
+    return load_filter(policy_path or "default")
 
 
 @click.group()
@@ -42,16 +42,20 @@ def safety() -> None:
 @click.option("--fail-on-block", is_flag=True,
               help="Exit with code 7 when the text is blocked (after printing the result).")
 @json_option
-def check(*, text: str, policy_path: Path | None, stage: str, fail_on_block: bool,
+def check(*, text: str, policy_path: str | None, stage: str, fail_on_block: bool,
           as_json: bool) -> None:
-    """Check TEXT (or '-' for standard input) against the policy.
+    """Check TEXT (or '-' for standard input) against the policy, as the agent checks a
+    one-message request (so a policy with pseudonyms numbers them: [NAME_1]).
 
     JSON: action, categories, scores, redacted_text, spans, latency_ms.
     """
+    from edgeward.safety import Pseudonyms
+
     if text == "-":
         text = sys.stdin.read()
     flt = _filter(policy_path)
-    verdict = flt.check(text, stage="output" if stage == "output" else "prompt")
+    verdict = flt.check(text, stage="output" if stage == "output" else "prompt",
+                        pseudonyms=Pseudonyms())
     result = verdict.to_dict()
 
     def human() -> None:
@@ -121,7 +125,7 @@ def _print_pii_eval(r: dict[str, Any]) -> None:
                    "a classifier fitted per fold without its sources (minutes a fold; kept "
                    "in ~/.cache/edgeward/safety-folds).")
 @json_option
-def eval_(*, data: Path, policy_path: Path | None, split: str | None, folds: int | None,
+def eval_(*, data: Path, policy_path: str | None, split: str | None, folds: int | None,
           as_json: bool) -> None:
     """Evaluate the filter on DATA.jsonl: labelled prompts or PII spans.
 
@@ -170,18 +174,20 @@ def policy() -> None:
 
 
 @policy.command("show")
-@click.argument("file", required=False,
-                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("policy_name", required=False, metavar="[POLICY]")
 @json_option
-def policy_show(*, file: Path | None, as_json: bool) -> None:
-    """Show FILE's policy (default: the shipped one) with every default filled in."""
-    from edgeward.safety import default_policy, load_policy
+def policy_show(*, policy_name: str | None, as_json: bool) -> None:
+    """Show POLICY, a preset (default, phi) or a policy file (default: the shipped default
+    policy) with every default filled in."""
+    from edgeward.safety import resolve_policy
 
-    p = load_policy(file) if file else default_policy()
+    p = resolve_policy(policy_name or "default")
     d = p.to_dict()
 
     def human() -> None:
         out.print(f"{d['name']} v{d['version']} ({d['source']}, {d['digest'][:19]}…)")
+        out.print(f"pii: {', '.join(d['pii_types'])} on {', '.join(d['pii_stages'])}"
+                  f"{'; pseudonyms' if d['pseudonyms'] else ''}")
         out.print(f"checks: {', '.join(d['checks'])}; threshold: "
                   f"{d['threshold'] if d['threshold'] is not None else 'model default'}; "
                   f"output threshold: {d['output_threshold']}")

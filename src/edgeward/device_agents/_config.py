@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
+from edgeward.safety import POLICY_PRESETS
 
 __all__ = ["DEFAULT_LISTEN", "SLOTS_ARTIFACT", "AgentConfig", "LogFormat", "config_from_dict",
            "default_state_dir", "load_agent_config", "parse_listen"]
@@ -94,8 +95,9 @@ class AgentConfig:
         shutdown_deadline_s: on SIGTERM, time in-flight requests get to finish before they
             are cancelled (seconds).
         safety_policy: the safety filter's policy: ``None`` (or ``"passthrough"``) allows
-            everything; ``"default"`` is the shipped policy; otherwise the path of a policy
-            TOML file, which must be signed like an artifact.
+            everything; a preset's name (``"default"``, ``"phi"``: see
+            :data:`edgeward.safety.POLICY_PRESETS`) is that policy shipped in the package;
+            otherwise the path of a policy TOML file, which must be signed like an artifact.
         log_format: ``logfmt`` (``key=value`` lines) or ``json`` (one object a line).
         device_id: this device's id in the fleet (needed by ``telemetry``).
         device_key: the device's private key (PEM): signs telemetry and the audit log's
@@ -280,7 +282,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
     policy = kwargs.get("safety_policy")
     if policy in ("", "passthrough", "none"):
         kwargs["safety_policy"] = None
-    elif policy is not None and policy != "default" and base_dir is not None:
+    elif policy is not None and policy not in POLICY_PRESETS and base_dir is not None:
         p = Path(policy).expanduser()  # a policy file, relative to the config file
         kwargs["safety_policy"] = str(p if p.is_absolute() else base_dir / p)
     telemetry = kwargs.pop("telemetry", None)

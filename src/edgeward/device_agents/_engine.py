@@ -41,7 +41,7 @@ from edgeward.device_agents._metrics import Metrics
 from edgeward.device_agents._verified import LoadedModel
 from edgeward.errors import EdgewardError, RuntimeBackendError
 from edgeward.runtimes import Embeddings, SamplingParams
-from edgeward.safety import SafetyFilter, Stage, Verdict
+from edgeward.safety import Pseudonyms, SafetyFilter, Stage, Verdict
 
 __all__ = ["Admission", "Cancelled", "Embedded", "Engine", "Failed", "Finished", "Job", "Pipe",
            "Refused"]
@@ -358,15 +358,18 @@ class Engine:
         def on_verdict(stage: Stage, verdict: Verdict) -> None:
             self._on_verdict(job, stage, verdict)
 
+        # One conversation's placeholders: the same [NAME_1] in every message and the answer
+        # (used when the policy asks for pseudonyms). It lives as long as this request.
+        pseudonyms = Pseudonyms()
         try:
             prompt, blocked = screen_prompt(job.safety, prompt, context=job.context,
-                                            on_verdict=on_verdict)
+                                            on_verdict=on_verdict, pseudonyms=pseudonyms)
             if blocked is not None:
                 return Refused(blocked, refusal_text("prompt", blocked, job.safety))
+            checker = job.safety.output_stream(context=job.context, pseudonyms=pseudonyms)
             outcome = stream_filtered(self._model.runtime, prompt, job.params or SamplingParams(),
-                                      checker=job.safety.output_stream(context=job.context),
-                                      emit=job.pipe.put, cancelled=job.is_cancelled,
-                                      on_verdict=on_verdict)
+                                      checker=checker, emit=job.pipe.put,
+                                      cancelled=job.is_cancelled, on_verdict=on_verdict)
         except EdgewardError as e:
             m.inc("edgeward_agent_generations_total", finish_reason="error")
             return Failed(e)

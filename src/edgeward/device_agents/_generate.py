@@ -5,7 +5,9 @@ Shared by the agent's worker and ``edgeward run``, so both apply the filter the 
 :func:`stream_filtered` feeds each generated piece through the filter's
 :class:`~edgeward.safety.OutputStream`, emits what it allows, and closes the runtime's
 :class:`~edgeward.runtimes.TokenStream` (which stops generation) as soon as the filter says
-stop or the caller cancels.
+stop or the caller cancels. One :class:`~edgeward.safety.Pseudonyms` per request goes to both,
+so a policy with numbered placeholders gives a person the same ``[NAME_1]`` in every message
+and in the answer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edgeward.runtimes import ChatMessage, GenerationStats, Runtime, SamplingParams
-from edgeward.safety import OutputStream, SafetyFilter, Stage, Verdict
+from edgeward.safety import OutputStream, Pseudonyms, SafetyFilter, Stage, Verdict
 
 __all__ = ["Outcome", "Prompt", "VerdictHook", "refusal_text", "screen_prompt",
            "stream_filtered"]
@@ -27,10 +29,12 @@ VerdictHook = Callable[[Stage, Verdict], None]
 @dataclass(frozen=True)
 class Prompt:
     """What to generate from: chat ``messages`` (with the model's template) or a raw
-    ``text`` completion."""
+    ``text`` completion; ``redacted_types``: the PII types the safety filter replaced in it
+    before the model saw it (sorted; empty: as the client sent it)."""
 
     messages: tuple[ChatMessage, ...] | None = None
     text: str | None = None
+    redacted_types: tuple[str, ...] = ()
 
     @property
     def is_chat(self) -> bool:
@@ -47,11 +51,14 @@ class Outcome:
             ``cancelled`` (the caller stopped it).
         stats: the runtime's figures for it.
         verdict: the filter's verdict that stopped or last redacted the output, if any.
+        prompt_redacted_types: the PII types redacted in the prompt before the model saw it
+            (the prompt's ``redacted_types``; types only, never values).
     """
 
     finish_reason: FinishReason
     stats: GenerationStats
     verdict: Verdict | None = None
+    prompt_redacted_types: tuple[str, ...] = ()
 
 
 def refusal_text(stage: Stage, verdict: Verdict, flt: object = None) -> str:
@@ -68,7 +75,8 @@ def refusal_text(stage: Stage, verdict: Verdict, flt: object = None) -> str:
 
 
 def screen_prompt(flt: SafetyFilter, prompt: Prompt, *, context: Mapping[str, Any],
-                  on_verdict: VerdictHook | None = None) -> tuple[Prompt, Verdict | None]:
+                  on_verdict: VerdictHook | None = None,
+                  pseudonyms: Pseudonyms | None = None) -> tuple[Prompt, Verdict | None]:
     """Check a prompt before generation.
 
     Args:
@@ -78,23 +86,30 @@ def screen_prompt(flt: SafetyFilter, prompt: Prompt, *, context: Mapping[str, An
             request split over turns).
         context: passed to the filter (endpoint, request id, model).
         on_verdict: called with every verdict that is not ``allow``.
+        pseudonyms: the request's placeholders, passed to the check of every message's
+            content and name, in order (pass the same one to the output stream).
 
     Returns:
-        The prompt to generate from (redacted where the filter redacted) and the blocking
-        verdict, or ``None`` when nothing blocked it.
+        The prompt to generate from (redacted where the filter redacted, with its
+        ``redacted_types``) and the blocking verdict, or ``None`` when nothing blocked it.
     """
+    extra = {} if pseudonyms is None else {"pseudonyms": pseudonyms}
     if prompt.messages is None:
-        verdict = flt.check(prompt.text or "", stage="prompt", context=context)
+        verdict = flt.check(prompt.text or "", stage="prompt", context=context, **extra)
         if verdict.action != "allow" and on_verdict is not None:
             on_verdict("prompt", verdict)
         if verdict.action == "block":
             return prompt, verdict
-        if verdict.action == "redact" and verdict.redacted_text is not None:
-            return Prompt(text=verdict.redacted_text), None
+        if verdict.action == "redact" and verdict.redacted_text is not None \
+                and verdict.redacted_text != prompt.text:
+            return Prompt(text=verdict.redacted_text,
+                          redacted_types=_span_types((verdict,))), None
         return prompt, None
     messages: list[ChatMessage] = []
+    redactions: list[Verdict] = []
     for m in prompt.messages:
-        checked, blocked = _screen_message(flt, m, context=context, on_verdict=on_verdict)
+        checked, blocked = _screen_message(flt, m, context=context, on_verdict=on_verdict,
+                                           extra=extra, redactions=redactions)
         if blocked is not None:
             return prompt, blocked
         messages.append(checked)
@@ -108,29 +123,39 @@ def screen_prompt(flt: SafetyFilter, prompt: Prompt, *, context: Mapping[str, An
             if on_verdict is not None:
                 on_verdict("prompt", whole)
             return prompt, whole
-    return Prompt(messages=tuple(messages)), None
+    return Prompt(messages=tuple(messages), redacted_types=_span_types(redactions)), None
+
+
+def _span_types(verdicts: Sequence[Verdict]) -> tuple[str, ...]:
+    return tuple(sorted({s.type for v in verdicts for s in v.spans} or
+                        {c for v in verdicts for c in v.categories}))
 
 
 def _screen_message(flt: SafetyFilter, m: ChatMessage, *, context: Mapping[str, Any],
-                    on_verdict: VerdictHook | None) -> tuple[ChatMessage, Verdict | None]:
-    """One message's content and ``name`` checked: the message to send (redacted where the
-    filter redacted) and the blocking verdict, if any."""
-    texts = [("content", m["content"])] + ([("name", m["name"])] if m.get("name") else [])
-    content = m["content"]
-    for part, text in texts:
-        verdict = flt.check(text, stage="prompt", context={**context, "role": m["role"]})
+                    on_verdict: VerdictHook | None, extra: Mapping[str, Any],
+                    redactions: list[Verdict]) -> tuple[ChatMessage, Verdict | None]:
+    """One message's content and ``name`` checked: the message to send (each redacted where
+    the filter redacted it, since a chat template may show the name; the verdicts that changed
+    it go to ``redactions``) and the blocking verdict, if any."""
+    parts: dict[str, str] = {"content": m["content"]}
+    if m.get("name"):
+        parts["name"] = m["name"]
+    redacted = m.copy()
+    for part, text in parts.items():
+        verdict = flt.check(text, stage="prompt", context={**context, "role": m["role"]},
+                            **extra)
         if verdict.action != "allow" and on_verdict is not None:
             on_verdict("prompt", verdict)
         if verdict.action == "block":
             return m, verdict
-        if part == "content" and verdict.action == "redact" \
-                and verdict.redacted_text is not None:
-            content = verdict.redacted_text
-    if content == m["content"]:
-        return m, None
-    redacted = m.copy()
-    redacted["content"] = content
-    return redacted, None
+        if verdict.action == "redact" and verdict.redacted_text is not None \
+                and verdict.redacted_text != text:
+            if part == "content":
+                redacted["content"] = verdict.redacted_text
+            else:
+                redacted["name"] = verdict.redacted_text
+            redactions.append(verdict)
+    return (m if redacted == m else redacted), None
 
 
 def stream_filtered(runtime: Runtime, prompt: Prompt, params: SamplingParams, *,
@@ -187,7 +212,8 @@ def stream_filtered(runtime: Runtime, prompt: Prompt, params: SamplingParams, *,
                 finish = "content_filter"
     finally:
         stream.close()
-    return Outcome(finish or stream.stats.finish_reason, stream.stats, verdict)
+    return Outcome(finish or stream.stats.finish_reason, stream.stats, verdict,
+                   prompt_redacted_types=prompt.redacted_types)
 
 
 def chat_messages(messages: Sequence[Mapping[str, str]]) -> tuple[ChatMessage, ...]:

@@ -27,7 +27,7 @@ from edgeward.device_agents._verified import ModelInfo, ModelStore
 from edgeward.errors import SafetyBlocked
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes import ChatMessage, GenerationStats, SamplingParams
-from edgeward.safety import PassThroughFilter, SafetyFilter, Verdict
+from edgeward.safety import PassThroughFilter, Pseudonyms, SafetyFilter, Verdict
 
 __all__ = ["RunResult", "default_run_dir", "run_once"]
 
@@ -49,6 +49,7 @@ class RunResult:
         stats: the runtime's figures.
         model: what ran, and whether it was verified.
         safety_verdict: the output verdict that stopped or redacted it, if any.
+        prompt_redacted_types: the PII types redacted in the prompt before the model saw it.
     """
 
     text: str
@@ -56,6 +57,7 @@ class RunResult:
     stats: GenerationStats
     model: ModelInfo
     safety_verdict: Verdict | None = None
+    prompt_redacted_types: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The ``edgeward run --json`` object."""
@@ -67,7 +69,8 @@ class RunResult:
                           "time_to_first_token_s": s.time_to_first_token_s,
                           "decode_tokens_per_s": s.decode_tokens_per_s, "total_s": s.total_s,
                           "peak_memory_bytes": s.peak_memory_bytes},
-                "safety": self.safety_verdict.to_dict() if self.safety_verdict else None}
+                "safety": self.safety_verdict.to_dict() if self.safety_verdict else None,
+                "prompt_redacted_types": list(self.prompt_redacted_types)}
 
 
 def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
@@ -114,7 +117,9 @@ def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
             request = (Prompt(text=prompt) if raw else
                        Prompt(messages=(ChatMessage(role="user", content=prompt),)))
             context = {"endpoint": "run", "model": model.info.id}
-            request, blocked = screen_prompt(flt, request, context=context)
+            pseudonyms = Pseudonyms()
+            request, blocked = screen_prompt(flt, request, context=context,
+                                             pseudonyms=pseudonyms)
             if blocked is not None:
                 raise SafetyBlocked(refusal_text("prompt", blocked, flt),
                                     categories=list(blocked.categories))
@@ -125,16 +130,16 @@ def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
                 if on_text is not None:
                     on_text(text)
 
+            checker = flt.output_stream(context=context, pseudonyms=pseudonyms)
             outcome = stream_filtered(model.runtime, request, params or SamplingParams(),
-                                      checker=flt.output_stream(context=context), emit=emit,
-                                      cancelled=lambda: False)
+                                      checker=checker, emit=emit, cancelled=lambda: False)
         finally:
             model.close()
     finally:
         store.close()
         shutil.rmtree(store.state_dir, ignore_errors=True)
     return RunResult("".join(pieces), outcome.finish_reason, outcome.stats, model.info,
-                     outcome.verdict)
+                     outcome.verdict, outcome.prompt_redacted_types)
 
 
 def _sweep_stale(root: Path) -> None:

@@ -5,6 +5,13 @@ Requests are checked field by field and refused with OpenAI's error shape naming
 ``logprobs``, ``tools`` ...) are refused rather than silently ignored. Streamed chunks are
 built from bytes prepared once per response, so each token costs one ``json.dumps`` of its
 text.
+
+Beside OpenAI's fields (unchanged), every chat and completion response, and the last chunk of a
+stream (the one with ``finish_reason``), carries ``edgeward: {"prompt_redacted": bool,
+"redacted_types": [...]}``: whether the safety filter redacted the prompt before the model saw
+it, and the PII types it replaced (types only, never values). In a stream it rides with the
+end of the generation, beside ``safety``, so the text chunks stay as they are; a stream whose
+prompt was blocked is that one chunk.
 """
 
 from __future__ import annotations
@@ -257,6 +264,12 @@ def _safety(stage: Stage, verdict: Verdict) -> dict[str, Any]:
     return {"stage": stage, "action": verdict.action, "categories": list(verdict.categories)}
 
 
+def _edgeward(redacted_types: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``edgeward`` extension: was the prompt redacted before the model saw it, and
+    which PII types (never the values)."""
+    return {"prompt_redacted": bool(redacted_types), "redacted_types": list(redacted_types)}
+
+
 class ChunkWriter:
     """The JSON objects and SSE chunks of one response (ids and prefixes made once)."""
 
@@ -302,7 +315,8 @@ class ChunkWriter:
         if outcome.verdict is not None:
             extra["safety"] = _safety("output", outcome.verdict)
         empty: Any = {} if self.kind == "chat" else ""
-        out = self._sse(self._choice(empty, outcome.finish_reason), **extra)
+        out = self._sse(self._choice(empty, outcome.finish_reason), **extra,
+                        edgeward=_edgeward(outcome.prompt_redacted_types))
         if include_usage:
             out += self._sse(None, usage=_usage(outcome.stats))
         return out + DONE
@@ -314,7 +328,7 @@ class ChunkWriter:
                                  "content_filter")
         else:
             first = self._choice("", "content_filter", refusal=text)
-        out = self._sse(first, safety=_safety("prompt", verdict))
+        out = self._sse(first, safety=_safety("prompt", verdict), edgeward=_edgeward())
         if include_usage:
             out += self._sse(None, usage=_usage(None))
         return out + DONE
@@ -339,6 +353,7 @@ class ChunkWriter:
         obj["usage"] = _usage(outcome.stats)
         if outcome.verdict is not None:
             obj["safety"] = _safety("output", outcome.verdict)
+        obj["edgeward"] = _edgeward(outcome.prompt_redacted_types)
         return obj
 
     def refusal(self, verdict: Verdict, text: str) -> dict[str, Any]:
@@ -352,7 +367,8 @@ class ChunkWriter:
             obj |= {"object": "text_completion", "choices": [
                 {"index": 0, "text": "", "refusal": text, "logprobs": None,
                  "finish_reason": "content_filter"}]}
-        return obj | {"usage": _usage(None), "safety": _safety("prompt", verdict)}
+        return obj | {"usage": _usage(None), "safety": _safety("prompt", verdict),
+                      "edgeward": _edgeward()}
 
 
 def embeddings_response(emb: Embeddings, model: str,

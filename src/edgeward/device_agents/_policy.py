@@ -3,7 +3,8 @@
 A policy decides what is blocked, so a policy file is treated like an artifact: it must be
 signed (``edgeward sign policy.toml --key publisher.key`` writes ``policy.toml.edgeward.json``)
 by a publisher key of the agent's trust store, and the filter is built from a private copy of
-the bytes that verified. ``"default"`` is the policy shipped inside the installed package.
+the bytes that verified. A preset's name (``"default"``, ``"phi"``) is a policy shipped inside
+the installed package, trusted like its code.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
     """The safety filter for a ``safety_policy`` value.
 
     Args:
-        policy: ``None`` (pass-through), ``"default"`` (the shipped policy), or the path of a
-            policy TOML file, which must be signed.
+        policy: ``None`` (pass-through), a preset's name (``"default"``, ``"phi"``: a policy
+            shipped in the package), or the path of a policy TOML file, which must be signed.
         trust_store: the trust store that verifies a policy file.
         allow_unsigned: load a policy file whose signature is missing or fails (loudly).
         **filter_kwargs: passed to ``load_filter`` (``audit``, ``hmac_key``).
@@ -49,12 +50,13 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
     if load is None:
         raise ConfigError(f"safety_policy {policy!r}: this edgeward has no safety filter to "
                           "load it with; remove the key or set it to 'passthrough'")
-    if policy == "default":
-        flt: SafetyFilter = load("default", **filter_kwargs)
+    if policy in safety.POLICY_PRESETS:
+        flt: SafetyFilter = load(policy, **filter_kwargs)
         return flt
     path = Path(policy)
     if not path.is_file():
-        raise ConfigError(f"safety_policy {policy!r}: no such policy file (or use 'default' or "
+        raise ConfigError(f"safety_policy {policy!r}: no such policy file (or use a preset: "
+                          f"{', '.join(repr(p) for p in safety.POLICY_PRESETS)}, or "
                           "'passthrough')")
     with tempfile.TemporaryDirectory(prefix="edgeward-policy-") as tmp:
         copy = Path(tmp) / path.name

@@ -16,7 +16,8 @@ prompt, and a per-response :class:`OutputStream` on generated text::
     f.counts()                                      # {'checked': 3, 'block': 1, ...}
 
 The pipeline (normaliser, rules, classifier, PII, plug-ins from the entry-point group
-``edgeward.safety_checks``) and its actions come from a signed TOML :class:`Policy`. Non-allow
+``edgeward.safety_checks``) and its actions come from a signed TOML :class:`Policy`, or a preset
+shipped in the package by name (:data:`POLICY_PRESETS`: ``default``, ``phi``). Non-allow
 decisions go to an :class:`AuditSink` (the agent adapts the provenance package's tamper-evident
 log to it) as records holding an HMAC of the text, not the text. An optional
 :class:`GuardModel` (e.g. Llama Guard, run by the agent) judges uncertain prompts.
@@ -46,7 +47,17 @@ from edgeward.safety._plugins import (
     llama_guard_prompt,
     parse_llama_guard,
 )
-from edgeward.safety._policy import Policy, default_policy, load_policy, policy_from_dict
+from edgeward.safety._policy import (
+    DEFAULT_PII_TYPES,
+    POLICY_PRESETS,
+    Policy,
+    default_policy,
+    load_policy,
+    policy_from_dict,
+    preset_policy,
+    resolve_policy,
+)
+from edgeward.safety._pseudonyms import Pseudonyms
 from edgeward.safety._verdict import (
     Action,
     OutputStream,
@@ -60,9 +71,11 @@ from edgeward.safety._verdict import (
 
 __all__ = [
     "AUDIT_KIND",
+    "DEFAULT_PII_TYPES",
     "ENTRY_POINT_GROUP",
     "HAZARD_NAMES",
     "PII_TYPES",
+    "POLICY_PRESETS",
     "Action",
     "AuditSink",
     "BundledFilter",
@@ -75,6 +88,7 @@ __all__ = [
     "OutputStream",
     "PassThroughFilter",
     "Policy",
+    "Pseudonyms",
     "SafetyFilter",
     "Span",
     "Stage",
@@ -91,6 +105,8 @@ __all__ = [
     "normalise",
     "parse_llama_guard",
     "policy_from_dict",
+    "preset_policy",
     "redact",
+    "resolve_policy",
     "text_hmac",
 ]

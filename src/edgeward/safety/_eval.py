@@ -29,6 +29,7 @@ from edgeward.safety._filter import BundledFilter
 from edgeward.safety._hazards import HAZARD_NAMES
 from edgeward.safety._normalise import normalise
 from edgeward.safety._pii import PII_TYPES, find_pii
+from edgeward.safety._policy import Policy
 
 __all__ = ["PRESIDIO_TYPES", "Detection", "Detector", "benign_false_redactions",
            "edgeward_detector", "evaluate", "evaluate_pii", "evaluate_prompts",
@@ -147,20 +148,30 @@ def evaluate_prompts(rows: Sequence[dict[str, Any]], flt: BundledFilter) -> dict
             "prompts_per_s": round(len(rows) / wall, 1) if wall > 0 else None}
 
 
-def edgeward_detector(types: Iterable[str] | None = None) -> Detector:
+def edgeward_detector(types: Iterable[str] | None = None, *, policy: Policy | None = None
+                      ) -> Detector:
     """edgeward's own PII detection as a :data:`Detector`: normalise, ``find_pii``, map back.
 
     Args:
-        types: the PII types to look for (default: all of :data:`PII_TYPES`).
+        types: the PII types to look for (default: all of :data:`PII_TYPES`, every name the
+            name model finds, every age).
+        policy: detect as this policy does instead: its types, ``[pii.patterns]``, name mode
+            and ``age_over``.
 
     Returns:
         A callable from a text to ``(start, end, type)`` in that text's own offsets.
     """
     wanted = tuple(types) if types else PII_TYPES
+    options: dict[str, Any] = {}
+    if policy is not None:
+        wanted = tuple(policy.pii_types)
+        options = {"patterns": policy.pii_patterns, "names": policy.pii_names,
+                   "age_over": policy.pii_age_over}
 
     def detect(text: str) -> list[Detection]:
         norm = normalise(text)
-        return [(*norm.original_span(s.start, s.end), s.type) for s in find_pii(norm.text, wanted)]
+        return [(*norm.original_span(s.start, s.end), s.type)
+                for s in find_pii(norm.text, wanted, **options)]
 
     return detect
 
@@ -374,6 +385,6 @@ def evaluate(path: Path, flt: BundledFilter, *, split: str | None = None) -> dic
     if not rows:
         raise ConfigError(f"{path}: no rows" + (f" with split {split!r}" if split else ""))
     kind = "pii" if "spans" in rows[0] else "prompts"
-    result = (evaluate_pii(rows, types=flt.policy.pii_types) if kind == "pii"
+    result = (evaluate_pii(rows, detect=edgeward_detector(policy=flt.policy)) if kind == "pii"
               else evaluate_prompts(rows, flt))
     return {"file": str(path), "split": split, "kind": kind, **result}

@@ -24,7 +24,8 @@ from edgeward.safety._encoder import Encoder, default_encoder
 from edgeward.safety._normalise import Normalised, normalise
 from edgeward.safety._pii import find_pii, redact
 from edgeward.safety._plugins import Check, GuardModel, load_plugin
-from edgeward.safety._policy import Policy, default_policy, load_policy
+from edgeward.safety._policy import Policy, default_policy, load_policy, resolve_policy
+from edgeward.safety._pseudonyms import Pseudonyms, redact_pseudonymous
 from edgeward.safety._scan import Scan
 from edgeward.safety._score import Cascade, HarmScore, score_views
 from edgeward.safety._verdict import Action, OutputStream, Span, Stage, Verdict
@@ -125,7 +126,8 @@ class BundledFilter:
                            cascade=self._cascade if stage == "prompt" else None)[0]
 
     def check(self, text: str, *, stage: Stage = "prompt",
-              context: Mapping[str, Any] | None = None) -> Verdict:
+              context: Mapping[str, Any] | None = None,
+              pseudonyms: Pseudonyms | None = None) -> Verdict:
         """Check a whole text (a prompt, or a finished output) against the policy.
 
         Args:
@@ -133,6 +135,8 @@ class BundledFilter:
             stage: ``prompt`` or ``output`` (outputs use ``output_threshold``).
             context: the caller's context, passed to plug-ins (and, for a few known keys,
                 to the audit record).
+            pseudonyms: the conversation's placeholders; used when the policy sets
+                ``[pii] pseudonyms`` (redactions then write ``[NAME_1]``, not ``[NAME]``).
 
         Returns:
             The verdict; ``redacted_text`` is set when the action is ``redact``.
@@ -151,7 +155,9 @@ class BundledFilter:
             found.update(self._harm_categories(harm, text, stage, scores))
         spans: list[Span] = []
         if "pii" in self.policy.checks and stage in self.policy.pii_stages:
-            spans += [_to_original(norm, s) for s in find_pii(scan, self.policy.pii_types)]
+            spans += [_to_original(norm, s) for s in find_pii(
+                scan, self.policy.pii_types, patterns=self.policy.pii_patterns,
+                names=self.policy.pii_names, age_over=self.policy.pii_age_over)]
         for name, plugin in self.plugins.items():
             result = plugin.run(norm.text, stage=stage, context=context)
             scores.update({f"{name}.{k}": float(v) for k, v in result.scores.items()})
@@ -159,7 +165,7 @@ class BundledFilter:
             spans += [_to_original(norm, s) for s in result.spans]
         for s in spans:
             found.setdefault(s.type, 1.0)
-        verdict = self._decide(text, found, scores, spans, t0)
+        verdict = self._decide(text, found, scores, spans, t0, pseudonyms=pseudonyms)
         self._record(verdict, text, stage, context)
         return verdict
 
@@ -188,12 +194,17 @@ class BundledFilter:
         return dict.fromkeys(cats, harm.probs["harmful"])
 
     def _decide(self, text: str, found: Mapping[str, float], scores: dict[str, float],
-                spans: list[Span], t0: float) -> Verdict:
+                spans: list[Span], t0: float, *, pseudonyms: Pseudonyms | None = None
+                ) -> Verdict:
         actions = {cat: self.policy.action_for(cat) for cat in found}
         action = cast(Action, max(actions.values(), key=_SEVERITY.__getitem__, default="allow"))
         deciding = tuple(c for c, a in actions.items() if a != "allow")
         kept = tuple(s for s in spans if actions.get(s.type) == "redact")
-        redacted = redact(text, kept) if action == "redact" else None
+        redacted = None
+        if action == "redact":
+            redacted = (redact_pseudonymous(text, kept, pseudonyms)
+                        if pseudonyms is not None and self.policy.pseudonyms
+                        else redact(text, kept))
         for cat in (c for c in found if c not in scores):
             scores[cat] = round(float(found[cat]), 4)
         return Verdict(action=action, categories=deciding, scores=scores,
@@ -214,29 +225,36 @@ class BundledFilter:
                 log_redacted_text=self.policy.log_redacted_text, now=self._clock(),
                 context=dict(context) if context else None))
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
-        """A checker for one streamed response (:class:`~edgeward.safety._stream.FilterStream`)."""
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
+        """A checker for one streamed response (:class:`~edgeward.safety._stream.FilterStream`).
+
+        Args:
+            context: the caller's context (audit records).
+            pseudonyms: the conversation's placeholders (as for :meth:`check`): pass the
+                one the request's prompt was checked with, so a person keeps their number.
+        """
         from edgeward.safety._stream import FilterStream
 
-        return FilterStream(self, context=context)
+        return FilterStream(self, context=context, pseudonyms=pseudonyms)
 
 
 def load_filter(policy: str | Path = "default", **kwargs: Any) -> BundledFilter:
-    """The bundled filter for a policy: ``"default"`` (the shipped policy) or a policy file.
+    """The bundled filter for a policy: a preset's name (``"default"``, ``"phi"``; see
+    :data:`~edgeward.safety.POLICY_PRESETS`) or a policy file.
 
     This is what the device agent calls with its ``safety_policy`` setting. The agent verifies
-    the policy file's signature (provenance) before handing it here.
+    the policy file's signature (provenance) before handing it here; a preset is part of the
+    installed package. A file whose path is a preset's name is given as ``./phi``.
 
     Args:
-        policy: ``"default"`` or the path of a policy TOML.
+        policy: a preset's name or the path of a policy TOML.
         **kwargs: passed to :class:`BundledFilter` (``audit``, ``hmac_key``, ``guard`` ...).
 
     Raises:
-        PolicyError: the policy file is missing or malformed.
+        PolicyError: no such preset, or the policy file is missing or malformed.
     """
-    if str(policy) == "default":
-        return BundledFilter(**kwargs)
-    return BundledFilter.from_policy_file(Path(policy), **kwargs)
+    return BundledFilter(resolve_policy(policy), **kwargs)
 
 
 def _top_hazards(harm: HarmScore) -> tuple[str, ...]:

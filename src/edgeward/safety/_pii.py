@@ -2,24 +2,33 @@
 
 Structured types are found by pattern and then validated where a checksum or a rule exists:
 payment cards by Luhn, IBANs by their ISO 13616 mod-97 check digits, US SSNs by the SSA's
-area/group/serial rules, IP addresses by parsing. Dates of birth, medical record numbers and
-person names need a cue in the text ("DOB", "MRN", "my name is", "Mr.") because a bare date, ID
-or capitalised word is not enough evidence. Street addresses are found by a number next to a
-street word or suffix in several languages, and by military and PO-box forms.
+area/group/serial rules, IP addresses by parsing. Medical record numbers and dates of birth need
+a cue ("MRN", "DOB") because a bare ID or date is not enough evidence. The other Safe Harbor
+identifiers have modules of their own, whose spans :func:`find_pii` merges by priority: URLs,
+account, licence, vehicle and device identifiers (:mod:`._identifiers`), street addresses with
+their city and postal code (:mod:`._address`), dates and ages (:mod:`._dates`), person names
+(:mod:`._names`). A policy may add its own patterns per type (``patterns``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from edgeward.errors import ConfigError
+from edgeward.safety._address import find_addresses
+from edgeward.safety._dates import find_dates
+from edgeward.safety._identifiers import find_identifiers, luhn_valid
+from edgeward.safety._names import find_names
 from edgeward.safety._scan import Lexicon, Scan, Term, merge_windows
 from edgeward.safety._verdict import Span
 
-__all__ = ["PII_TYPES", "PLACEHOLDERS", "find_pii", "iban_valid", "luhn_valid", "redact"]
+__all__ = ["NAME_MODES", "PII_TYPES", "PLACEHOLDERS", "find_pii", "iban_valid", "luhn_valid",
+           "redact"]
 
-PII_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "DOB", "MRN", "ADDRESS", "NAME")
+PII_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "URL", "MRN", "ACCOUNT", "LICENSE",
+             "VEHICLE", "DEVICE", "DATE", "DOB", "AGE", "ADDRESS", "NAME")
 PLACEHOLDERS = {t: f"[{t}]" for t in PII_TYPES}
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
@@ -37,41 +46,15 @@ _PHONE_CUE = re.compile(r"\b(?:phone|tel|telephone|mobile|cell|fax|call|contact|
                         r"whatsapp|text me|ring)\b", re.IGNORECASE)
 _DATE_LIKE = re.compile(r"^\d{4}[-.]\d{1,2}[-.]\d{1,2}$|^\d{1,2}[-.]\d{1,2}[-.]\d{2,4}$")
 _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}\b|\d{1,2}/\d{1,2}/\d{2,4}\b")
-_MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-           r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
-_DATE = (r"(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}|"
-         rf"{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}|"
-         rf"\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTHS},? \d{{4}})")
-_DOB = re.compile(rf"\b(?:d\.?o\.?b\.?|date of birth|birth ?date|birthday|born(?: on| in)?)"
-                  rf"\s*[:\-]?\s*(?:is\s+|was\s+|on\s+)?({_DATE})", re.IGNORECASE)
 _MRN = re.compile(r"\b(?:mrn|medical record(?: number| no\.?| #)?|patient (?:id|number|no\.?)|"
                   r"chart (?:number|no\.?|#)|hospital (?:number|no\.?))\s*(?:is\s+)?[:#]?\s*"
                   r"([A-Z]{0,3}[- ]?\d[\d-]{4,11}[A-Z0-9]?)\b", re.IGNORECASE)
-_STREET_WORDS = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|"
-                 r"Way|Place|Pl|Terrace|Parkway|Pkwy|Circle|Cir|Square|Sq|Highway|Hwy|Row|"
-                 r"Close|Crescent|Alley|Trail|Plaza|Squares|Union|Mews|Gardens|Hill|Park")
-_STREET_SUFFIX = (r"[\w'-]*(?:stra(?:ss|ß)e|str\.|weg|gasse|platz|allee|vej|gade|gata|gatan|"
-                  r"vägen|veien|tie|katu|kuja|polku|straat|laan|plein|utca|út|tér|ulica|"
-                  r"sokak|caddesi|stræti|str)")
-# Addresses that start at their house number ("221B Baker Street", "28245 Puruntie 82") ...
-_ADDRESS_FIRST = re.compile(
-    rf"\d{{1,6}}[A-Za-z]?,?\s+(?:[A-Z][\w'.-]*\s+){{0,4}}(?i:{_STREET_WORDS})\b\.?"
-    rf"(?:,?\s+(?i:Apt\.?|Suite|Unit|Flat|#)\s*\w+)?"
-    rf"|\d{{2,6}}\s+(?:[A-ZÀ-Þ][\w'.-]*\s+){{1,3}}\d{{1,5}}[A-Za-z]?\b")
-# ... and those whose number comes last ("Via Franscini 71", "PSC 0413, Box 8144").
-_ADDRESS_LAST = re.compile(
-    rf"\b(?:Via|Rue|Calle|Avenida|Rua|Viale|Piazza|Corso|Carrer)\s+(?:[\w'.-]+\s+){{0,3}}"
-    rf"\d{{1,5}}\w?\b"
-    rf"|\b{_STREET_SUFFIX}\s+\d{{1,5}}[A-Za-z]?\b(?:,?\s+(?:Apt\.?|Suite|Unit)\s*\w+)?"
-    rf"|\b(?:PSC|Unit|CMR) \d{{3,5}},? Box \d{{3,5}}(?:\s+[AF]PO [A-Z]{{2}} \d{{5}})?"
-    rf"|\bP\.? ?O\.? Box \d{{1,6}}\b"
-    rf"|\b(?:Apt\.?|Suite|Unit) \d{{1,5}}\b", re.IGNORECASE)
-_ADDRESS_LOOKBACK = 45  # characters before a number that the words of _ADDRESS_LAST may take
 _UPPER = "A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
 _NAME_PART = rf"[{_UPPER}][\w'’-]+"
 _NAME = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Mm]y name's|[Nn]ame:|[Cc]alled|I am|I'm|[Tt]his is|[Pp]atient:?|"
     rf"[Dd]ear|[Rr]egards,|[Ss]incerely,|[Tt]hanks,|[Ss]igned,?|[Cc]ontact|[Nn]amed|[Aa]ttn:?)\s+"
+    rf"(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+)?"  # "Dear Mr. Okonkwo"
     rf"|\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.?\s+)"
     rf"({_NAME_PART}(?:\s+(?:[A-Z]\.\s+)?{_NAME_PART}){{0,2}})")
 _NOT_NAMES = frozenset([
@@ -81,15 +64,6 @@ _NOT_NAMES = frozenset([
     "Thanks", "Thank", "Yes", "No", "My", "Your", "Our", "Their", "We", "You", "He", "She", "They",
     "Doctor", "Patient", "Mr", "Mrs", "Ms", "Dr"
 ])
-
-
-def luhn_valid(digits: str) -> bool:
-    """Whether the digits of ``digits`` (other characters ignored) pass the Luhn check."""
-    nums = [int(c) for c in digits if c.isdigit()]
-    total = 0
-    for i, d in enumerate(reversed(nums)):
-        total += (d * 2 - 9 if d > 4 else d * 2) if i % 2 else d
-    return bool(nums) and total % 10 == 0
 
 
 def iban_valid(text: str) -> bool:
@@ -134,6 +108,9 @@ def _phone_ok(m: re.Match[str]) -> bool:
         return False
     if m.string[m.end():m.end() + 1] == ":":  # a time of day
         return False
+    if "." in s and (m.string[m.start() - 1:m.start()] == "."
+                     or _DOT_DIGIT.match(m.string, m.end())):  # an OID or a version, 1.3.6.1.4
+        return False
     seps = sum(c in " .-()" for c in s)
     if s.startswith(("+", "(")) or seps >= 2 or (seps == 0 and digits in (10, 11)):
         return True
@@ -147,7 +124,6 @@ _NAME_CUE_WORDS = ("name", "named", "called", "am", "m", "this", "patient", "dea
 _NAME_CUES = Lexicon([Term("NAME", _NAME_CUE_WORDS, _NAME, before=20, after=90,
                            case_sensitive=True)])
 _CUED = Lexicon([
-    Term("DOB", ("dob", "d", "birth", "birthdate", "birthday", "born"), _DOB, before=5, after=60),
     Term("MRN", ("mrn", "medical", "patient", "chart", "hospital"), _MRN, before=5, after=60),
 ])
 
@@ -157,11 +133,16 @@ _AT_DIGITS: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], bool] | 
     ("SSN", _SSN, _ssn_ok),
     ("IP", _IPV4, _ip_ok),
     ("PHONE", _PHONE, _phone_ok),
-    ("ADDRESS", _ADDRESS_FIRST, None),
 )
-_PRIORITY = {t: i for i, t in enumerate(("EMAIL", "IBAN", "CARD", "SSN", "IP", "MRN", "DOB",
-                                         "PHONE", "ADDRESS", "NAME"))}
+# A cued identifier outranks the checksummed types: an IMEI passes Luhn like a card number,
+# and "Member ID: 123-45-6789" is a member ID. An address block outranks a phone number: its
+# postal code ("1100-053") can look like one.
+_PRIORITY = {t: i for i, t in enumerate((
+    "EMAIL", "URL", "IBAN", "DEVICE", "VEHICLE", "LICENSE", "ACCOUNT", "MRN", "CARD", "SSN", "IP",
+    "DOB", "DATE", "AGE", "ADDRESS", "PHONE", "NAME"))}
 _EMAIL_WINDOW = (64, 256)
+_AT_SIGN = re.compile("@")
+_DOT_DIGIT = re.compile(r"\.\d")
 
 
 def _numeric(scan: Scan, wanted: set[str]) -> list[tuple[str, int, int]]:
@@ -187,52 +168,101 @@ def _numeric(scan: Scan, wanted: set[str]) -> list[tuple[str, int, int]]:
                 covered = max(covered, m.end())
         if "IP" in wanted and ":" in text[max(0, s - 5):e + 5]:
             for m in _IPV6.finditer(text, max(0, s - 5), min(n, e + 40)):
-                if _ip_ok(m):
+                # not inside a word, two groups at least: "B::e" in "MIB::enterprises" parses
+                # as an address but is none
+                a, b = m.start(), m.end()
+                if (a == 0 or not text[a - 1].isalnum()) and not text[b:b + 1].isalpha() \
+                        and sum(1 for g in m.group().split(":") if g) >= 2 and _ip_ok(m):
                     found.append(("IP", m.start(), m.end()))
                     covered = max(covered, m.end())
-        if "ADDRESS" in wanted:
-            for m in _ADDRESS_LAST.finditer(text, max(0, s - _ADDRESS_LOOKBACK), min(n, e + 2)):
-                found.append(("ADDRESS", m.start(), m.end()))
     return found
 
 
-def _candidates(scan: Scan, wanted: set[str]) -> list[tuple[str, int, int]]:
+def _candidates(scan: Scan, wanted: set[str], *, model_names: bool = True
+                ) -> list[tuple[str, int, int]]:
     text = scan.text
     found: list[tuple[str, int, int]] = []
     if "EMAIL" in wanted and "@" in text:
-        at = [i for i, ch in enumerate(text) if ch == "@"]
+        at = [m.start() for m in _AT_SIGN.finditer(text)]
         for lo, hi in merge_windows((max(0, i - _EMAIL_WINDOW[0]), i + _EMAIL_WINDOW[1])
                                     for i in at):
             found += [("EMAIL", m.start(), m.end()) for m in _EMAIL.finditer(text, lo, hi)]
     if scan.digit_runs:
         found += _numeric(scan, wanted)
         found += [(t.key, s, e) for t, s, e in _CUED.find(scan) if t.key in wanted]
+    found += find_identifiers(scan, wanted)
+    if "ADDRESS" in wanted:
+        found += [("ADDRESS", s, e) for s, e in find_addresses(scan)]
+    if wanted & {"DATE", "DOB", "AGE"}:
+        found += [(t, s, e) for t, s, e in find_dates(scan) if t in wanted]
     if "NAME" in wanted:
         found += [("NAME", s, e) for _, s, e in _NAME_CUES.find(scan)
                   if text[s:e].split()[0] not in _NOT_NAMES]
+        if model_names:
+            found += [("NAME", s, e) for s, e in find_names(scan)]
     return found
 
 
-def find_pii(text: str | Scan, types: Iterable[str] = PII_TYPES) -> list[Span]:
+def _extra(text: str, wanted: set[str], patterns: Mapping[str, Sequence[re.Pattern[str]]]
+           ) -> list[tuple[str, int, int]]:
+    """Spans of a policy's own patterns (``[pii.patterns]``): group 1 if a pattern has groups,
+    else the whole match; empty matches are ignored."""
+    found: list[tuple[str, int, int]] = []
+    for kind, regexes in patterns.items():
+        if kind not in wanted:
+            continue
+        for regex in regexes:
+            group = 1 if regex.groups else 0
+            found += [(kind, m.start(group), m.end(group)) for m in regex.finditer(text)
+                      if m.end(group) > m.start(group) >= 0]
+    return found
+
+
+NAME_MODES = ("model", "cued")
+
+
+def find_pii(text: str | Scan, types: Iterable[str] = PII_TYPES, *,
+             patterns: Mapping[str, Sequence[re.Pattern[str]]] | None = None,
+             names: str = "model", age_over: int = 0) -> list[Span]:
     """PII spans of a text, non-overlapping, in text order.
 
-    Where two detections overlap, the one earlier in the priority order (email, IBAN, card,
-    SSN, IP, MRN, DOB, phone, address, name) wins: a card number is not also a phone number.
+    Where two detections overlap, the one earlier in the priority order wins (email, URL,
+    IBAN, device, vehicle, licence and account identifiers, MRN, card, SSN, IP, dates, address,
+    phone, name): a card number is not also a phone number, an IMEI is not a card number.
 
     Args:
         text: the (normalised) text, or its :class:`~edgeward.safety._scan.Scan`.
         types: the PII types to look for (see :data:`PII_TYPES`).
+        patterns: extra regular expressions per PII type (a policy's ``[pii.patterns]``);
+            each match of a type in ``types`` is a span of that type (group 1 if the pattern
+            has groups). They run over the whole text, so they should be linear-time.
+        names: ``"model"``: person names by the learned name model (:mod:`._names`) and by
+            cues; ``"cued"``: only after a cue ("my name is", "Dr.", "Dear"), which leaves
+            the names of people a prompt is about (a poet, a president) alone.
+        age_over: ages at or below this are not reported (HIPAA's Safe Harbor: ages over
+            89); 0 reports every age. Ages written without a number ("in her nineties") are
+            always reported.
 
     Returns:
         Spans with ``type`` one of :data:`PII_TYPES`.
     """
     scan = text if isinstance(text, Scan) else Scan(text)
     s_text = scan.text
+    wanted = set(types)
+    if names not in NAME_MODES:
+        raise ConfigError(f"names={names!r}: expected one of {list(NAME_MODES)}")
+    candidates = _candidates(scan, wanted, model_names=names == "model")
+    if age_over:
+        candidates = [c for c in candidates if c[0] != "AGE" or not _age_at_most(
+            s_text[c[1]:c[2]], age_over)]
+    if patterns:
+        candidates += _extra(s_text, wanted, patterns)
     taken: list[tuple[int, int]] = []
     spans: list[Span] = []
-    for kind, start, found_end in sorted(_candidates(scan, set(types)),
-                                         key=lambda c: (_PRIORITY[c[0]], c[1])):
+    for kind, start, found_end in sorted(candidates, key=lambda c: (_PRIORITY[c[0]], c[1])):
         end = found_end
+        if kind == "ADDRESS":  # an address block ends where an email or an ID on it starts
+            end = min([end, *(s for s, _ in taken if start < s < end)])
         while end > start and s_text[end - 1] in " .,-\n":
             end -= 1
         if end <= start or any(s < end and start < e for s, e in taken):
@@ -241,6 +271,11 @@ def find_pii(text: str | Scan, types: Iterable[str] = PII_TYPES) -> list[Span]:
         spans.append(Span(start, end, kind))
     spans.sort(key=lambda s: s.start)
     return spans
+
+
+def _age_at_most(value: str, limit: int) -> bool:
+    digits = re.search(r"\d+", value)
+    return digits is not None and int(digits.group()) <= limit
 
 
 def redact(text: str, spans: Iterable[Span]) -> str:

@@ -4,13 +4,16 @@ A policy is a TOML file shipped and signed with a deployment like any artifact
 (``edgeward sign policy.toml --key publisher.key``; the agent verifies it with the provenance
 package before loading it). Every key is checked: an unknown key, a wrong type or an
 out-of-range value raises :class:`~edgeward.errors.PolicyError` naming the file, the key and the
-value. See docs/safety.md for the reference; ``policies/default.toml`` is the default.
+value. See docs/safety.md for the reference; ``policies/default.toml`` is the default, and
+:data:`POLICY_PRESETS` names every policy shipped in the package (``phi``: every HIPAA Safe
+Harbor identifier redacted), which the agent and the CLI accept by name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,14 +23,22 @@ from typing import Any
 
 from edgeward.errors import PolicyError
 from edgeward.safety._hazards import HAZARD_NAMES
-from edgeward.safety._pii import PII_TYPES
+from edgeward.safety._pii import NAME_MODES, PII_TYPES
 
-__all__ = ["SPAN_CATEGORIES", "Policy", "default_policy", "load_policy", "policy_from_dict"]
+__all__ = ["DEFAULT_PII_TYPES", "POLICY_PRESETS", "SPAN_CATEGORIES", "Policy", "default_policy",
+           "load_policy", "policy_from_dict", "preset_policy", "resolve_policy"]
 
 SPAN_CATEGORIES = frozenset(PII_TYPES)  # categories that can be redacted (they have spans)
 _ACTIONS = ("allow", "redact", "block")
 _CHECKS = ("rules", "classifier", "encoder", "pii")
 _STAGES = ("prompt", "output")
+# [pii] types when a policy leaves it out: the types every policy written before DATE, AGE,
+# URL ... existed detected. Not PII_TYPES: a new type (every date!) must not start being
+# redacted under an existing policy; a policy opts in by listing it (policies/phi.toml does).
+DEFAULT_PII_TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP", "DOB", "MRN", "ADDRESS",
+                     "NAME")
+# The policies shipped in policies/NAME.toml; trusted like the code that reads them.
+POLICY_PRESETS = ("default", "phi")
 
 
 def _default_actions() -> dict[str, str]:
@@ -55,8 +66,20 @@ class Policy:
             stage (check ``encoder``), whose evidence is combined with the fast stage's.
         encoder_weight: the weight of the encoder's log-probabilities in that combination
             (the fast stage's is 1).
-        pii_types: PII types detected.
+        pii_types: PII types detected (default :data:`DEFAULT_PII_TYPES`).
         pii_stages: stages PII detection runs on.
+        pseudonyms: redactions write numbered placeholders (``[NAME_1]``), the same for the
+            same value within one conversation, when the caller passes a
+            :class:`~edgeward.safety.Pseudonyms`; off: ``[NAME]``.
+        pii_names: ``[pii] names``: ``"cued"`` (default) finds person names only after a
+            cue ("my name is", "Dr."); ``"model"`` also by the learned name model, which
+            finds the names a prompt is about too (the ``phi`` preset).
+        pii_age_over: ``[pii] age_over``: ages at or below it are not redacted (``phi``: 89,
+            HIPAA's Safe Harbor); 0: every age.
+        pii_patterns: ``[pii.patterns]``: extra regular expressions per PII type (of
+            ``pii_types``), each match a span of that type (group 1 if the pattern has groups);
+            at most :data:`MAX_PII_PATTERNS` in all, each at most
+            :data:`MAX_PII_PATTERN_LENGTH` characters.
         actions: action per category (S1..S14, ``jailbreak``, ``injection``, PII types,
             plug-in categories); ``redact`` only for PII types.
         default_action: action for a category not in ``actions`` (plug-in categories).
@@ -80,8 +103,12 @@ class Policy:
     guard_band: tuple[float, float] = (0.3, 0.7)
     encoder_band: tuple[float, float] = (0.5, 0.95)
     encoder_weight: float = 0.5
-    pii_types: tuple[str, ...] = PII_TYPES
+    pii_types: tuple[str, ...] = DEFAULT_PII_TYPES
     pii_stages: tuple[str, ...] = _STAGES
+    pseudonyms: bool = False
+    pii_names: str = "cued"
+    pii_age_over: int = 0
+    pii_patterns: Mapping[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
     actions: Mapping[str, str] = field(default_factory=_default_actions)
     default_action: str = "block"
     check_every: int = 96  # characters
@@ -104,7 +131,10 @@ class Policy:
                 "threshold": self.threshold, "output_threshold": self.output_threshold,
                 "guard_band": list(self.guard_band), "encoder_band": list(self.encoder_band),
                 "encoder_weight": self.encoder_weight, "pii_types": list(self.pii_types),
-                "pii_stages": list(self.pii_stages), "actions": dict(self.actions),
+                "pii_stages": list(self.pii_stages), "pseudonyms": self.pseudonyms,
+                "pii_names": self.pii_names, "pii_age_over": self.pii_age_over,
+                "pii_patterns": {t: [p.pattern for p in ps] for t, ps in self.pii_patterns.items()},
+                "actions": dict(self.actions),
                 "default_action": self.default_action, "check_every": self.check_every,
                 "window": self.window, "max_hold": self.max_hold, "log_text": self.log_text,
                 "log_redacted_text": self.log_redacted_text,
@@ -162,6 +192,48 @@ def _band(k: _Reader, key: str, default: tuple[float, float]) -> tuple[float, fl
     return float(band[0]), float(band[1])
 
 
+MAX_PII_PATTERNS = 32  # [pii.patterns], all types together
+MAX_PII_PATTERN_LENGTH = 256  # characters of one pattern
+
+
+def _patterns(pii: _Reader, default_types: tuple[str, ...]
+              ) -> dict[str, tuple[re.Pattern[str], ...]]:
+    """``[pii.patterns]``: ``TYPE = ['regex', ...]``, compiled; every type must be one that
+    the policy detects (``[pii] types``), every pattern must compile and match something."""
+    table = pii.get("patterns", dict, {})
+    r = _Reader(pii.source, "pii.patterns", table)
+    types = pii.data.get("types", default_types)
+    out: dict[str, tuple[re.Pattern[str], ...]] = {}
+    count = 0
+    for kind, value in table.items():
+        if kind not in PII_TYPES:
+            raise r.fail(kind, value, f"{kind!r} is not a PII type; expected one of "
+                         f"{list(PII_TYPES)}")
+        if kind not in types:
+            raise r.fail(kind, value, f"{kind} is not in [pii] types, so it is not detected; "
+                         "add it there")
+        regexes = r.get(kind, list, [])
+        if not all(isinstance(x, str) for x in regexes):
+            raise r.fail(kind, value, "expected a list of regular expressions (strings)")
+        count += len(regexes)
+        if count > MAX_PII_PATTERNS:
+            raise r.fail(kind, value, f"more than {MAX_PII_PATTERNS} patterns in all")
+        compiled = []
+        for regex in regexes:
+            if not regex or len(regex) > MAX_PII_PATTERN_LENGTH:
+                raise r.fail(kind, regex, f"a pattern must have 1 to {MAX_PII_PATTERN_LENGTH} "
+                             "characters")
+            try:
+                pattern = re.compile(regex)
+            except re.error as e:
+                raise r.fail(kind, regex, f"not a valid regular expression: {e}") from e
+            if pattern.fullmatch("") is not None:
+                raise r.fail(kind, regex, "matches the empty string")
+            compiled.append(pattern)
+        out[kind] = tuple(compiled)
+    return out
+
+
 def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
     known = {"policy", "checks", "classifier", "pii", "actions", "stream", "audit", "plugins"}
     top = _Reader(source, "", data)
@@ -207,8 +279,11 @@ def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
         guard_band=band, encoder_band=encoder_band,
         encoder_weight=float(k.number("encoder_weight", Policy.encoder_weight, 0.0, 10.0)
                              or 0.0),
-        pii_types=pii.strings("types", PII_TYPES, PII_TYPES),
-        pii_stages=pii.strings("stages", _STAGES, _STAGES), actions=actions,
+        pii_types=pii.strings("types", DEFAULT_PII_TYPES, PII_TYPES),
+        pii_stages=pii.strings("stages", _STAGES, _STAGES),
+        pseudonyms=pii.get("pseudonyms", bool, False), actions=actions,
+        pii_names=_name_mode(pii), pii_age_over=int(pii.number("age_over", 0, 0, 150) or 0),
+        pii_patterns=_patterns(pii, DEFAULT_PII_TYPES),
         default_action=default_action,
         check_every=int(s.number("check_every", 96, 1, 1 << 20) or 96),
         window=int(s.number("window", 1024, 64, 1 << 20) or 1024),
@@ -220,6 +295,13 @@ def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
     for reader in (p, c, k, pii, s, a):
         reader.finish()
     return policy
+
+
+def _name_mode(pii: _Reader) -> str:
+    mode = pii.get("names", str, "cued")
+    if mode not in NAME_MODES:
+        raise pii.fail("names", mode, f"expected one of {list(NAME_MODES)}")
+    return str(mode)
 
 
 def load_policy(path: Path) -> Policy:
@@ -258,7 +340,38 @@ def policy_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Poli
 
 def default_policy() -> Policy:
     """The policy shipped in the package (``policies/default.toml``)."""
-    ref = resources.files("edgeward.safety") / "policies" / "default.toml"
-    raw = ref.read_bytes()
-    return _parse(tomllib.loads(raw.decode("utf-8")), "<default>",
+    return preset_policy("default")
+
+
+def preset_policy(name: str) -> Policy:
+    """A policy shipped in the package, by name (one of :data:`POLICY_PRESETS`).
+
+    It is part of the installed package, so it is trusted like the package's code (no separate
+    signature); its ``source`` is ``<NAME>`` and its ``digest`` the sha256 of the file.
+
+    Raises:
+        PolicyError: ``name`` is not a preset.
+    """
+    if name not in POLICY_PRESETS:
+        raise PolicyError(f"no policy preset {name!r}; presets: {', '.join(POLICY_PRESETS)} "
+                          "(or give the path of a policy file)")
+    raw = (resources.files("edgeward.safety") / "policies" / f"{name}.toml").read_bytes()
+    return _parse(tomllib.loads(raw.decode("utf-8")), f"<{name}>",
                   "sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def resolve_policy(spec: str | Path) -> Policy:
+    """A preset's name (a ``str`` in :data:`POLICY_PRESETS`) or a policy file's path.
+
+    A file whose path is a preset's name is given as ``./phi``; a bare name that is neither a
+    preset nor a file is reported as an unknown preset.
+
+    Raises:
+        PolicyError: no such preset or file, or the file is malformed.
+    """
+    if isinstance(spec, str) and spec in POLICY_PRESETS:
+        return preset_policy(spec)
+    path = Path(spec)
+    if isinstance(spec, str) and not path.exists() and "/" not in spec and not path.suffix:
+        return preset_policy(spec)  # raises, naming the presets
+    return load_policy(path)

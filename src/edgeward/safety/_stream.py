@@ -10,6 +10,9 @@ the whole pipeline on every token:
   start of a PII pattern: the unfinished last word, a trailing run of digits and separators
   (a phone or card number still arriving), an IBAN-shaped tail, or a name cue and the
   capitalised words after it. The hold-back never exceeds ``max_hold`` characters.
+
+With a :class:`~edgeward.safety.Pseudonyms` and ``[pii] pseudonyms`` on, redactions write the
+conversation's numbered placeholders, so a name of the prompt keeps its number in the answer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeward.safety._normalise import normalise
 from edgeward.safety._pii import find_pii, redact
+from edgeward.safety._pseudonyms import Pseudonyms
 from edgeward.safety._verdict import Span, StreamStep, Verdict
 
 if TYPE_CHECKING:
@@ -43,12 +47,15 @@ class FilterStream:
     Args:
         owner: the filter whose policy, classifier, counters and audit sink it uses.
         context: the caller's context (passed on to audit records).
+        pseudonyms: the conversation's placeholders (used when the policy sets
+            ``[pii] pseudonyms``).
     """
 
-    def __init__(self, owner: BundledFilter, *, context: Mapping[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, owner: BundledFilter, *, context: Mapping[str, Any] | None = None,
+                 pseudonyms: Pseudonyms | None = None) -> None:
         self._f = owner
         self._context = context
+        self._pseudonyms = pseudonyms
         p = owner.policy
         self._every, self._window, self._hold = p.check_every, p.window, p.max_hold
         self._pii = "pii" in p.checks and "output" in p.pii_stages
@@ -132,7 +139,8 @@ class FilterStream:
         region = self._text[lo:cut]
         norm = normalise(region)
         spans = []
-        for s in find_pii(norm.text, f.policy.pii_types):
+        for s in find_pii(norm.text, f.policy.pii_types, patterns=f.policy.pii_patterns,
+                          names=f.policy.pii_names, age_over=f.policy.pii_age_over):
             a, b = norm.original_span(s.start, s.end)
             a, b = max(a + lo, start), b + lo
             if b > a:
@@ -140,7 +148,7 @@ class FilterStream:
         if not spans:
             return StreamStep(emit=chunk)
         verdict = f._decide(chunk, dict.fromkeys((s.type for s in spans), 1.0), {}, spans,
-                            time.perf_counter())
+                            time.perf_counter(), pseudonyms=self._pseudonyms)
         if verdict.action == "allow":
             return StreamStep(emit=chunk)
         f._record(verdict, chunk, "output", self._context)

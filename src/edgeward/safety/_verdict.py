@@ -2,7 +2,10 @@
 
 The device agent depends only on this interface: it calls :meth:`SafetyFilter.check` on every
 prompt before generation, and feeds every generated piece through a per-response
-:class:`OutputStream`, which may hold text back, redact it, or stop generation.
+:class:`OutputStream`, which may hold text back, redact it, or stop generation. It makes one
+:class:`~edgeward.safety.Pseudonyms` per request and passes it to both, so that a filter whose
+policy asks for numbered placeholders (``[NAME_1]``) keeps them consistent across the request's
+messages and its answer; a filter without pseudonyms ignores it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from edgeward.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgeward.safety._pseudonyms import Pseudonyms
 
 __all__ = [
     "Action",
@@ -106,12 +112,15 @@ class SafetyFilter(Protocol):
     """What the agent needs from a safety filter."""
 
     def check(self, text: str, *, stage: Stage = "prompt",
-              context: Mapping[str, Any] | None = None) -> Verdict:
-        """Check a whole text (a prompt, or a finished output)."""
+              context: Mapping[str, Any] | None = None,
+              pseudonyms: Pseudonyms | None = None) -> Verdict:
+        """Check a whole text (a prompt, or a finished output); ``pseudonyms``: the
+        conversation's placeholders, for a policy that numbers them."""
         ...
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
-        """A checker for one streamed response."""
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
+        """A checker for one streamed response (``pseudonyms``: as for :meth:`check`)."""
         ...
 
 
@@ -127,11 +136,13 @@ class PassThroughFilter:
     """Allows everything: the agent's filter when no safety policy is configured."""
 
     def check(self, text: str, *, stage: Stage = "prompt",
-              context: Mapping[str, Any] | None = None) -> Verdict:
+              context: Mapping[str, Any] | None = None,
+              pseudonyms: Pseudonyms | None = None) -> Verdict:
         """Allow ``text``."""
         t0 = time.perf_counter()
         return Verdict(action="allow", latency_ms=(time.perf_counter() - t0) * 1000)
 
-    def output_stream(self, *, context: Mapping[str, Any] | None = None) -> OutputStream:
+    def output_stream(self, *, context: Mapping[str, Any] | None = None,
+                      pseudonyms: Pseudonyms | None = None) -> OutputStream:
         """A stream checker that emits every piece unchanged."""
         return _PassThroughStream()
