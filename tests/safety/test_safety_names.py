@@ -102,7 +102,7 @@ def test_an_unknown_name_mode_is_an_error() -> None:
         find_pii("x", ("NAME",), names="all")
 
 
-def test_a_policy_names_mode_is_checked(tmp_path) -> None:  # noqa: ANN001
+def test_a_policy_names_mode_is_checked(tmp_path) -> None:
     from edgeward.safety import load_policy
     from edgeward.safety._policy import PolicyError
 

@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from edgeward.errors import ConfigError
@@ -147,6 +147,7 @@ def _shape(word: str, gap_after: str) -> str:  # noqa: PLR0911
     return "xX"  # iDubbbz, de'Medici
 
 
+@lru_cache(maxsize=4096)
 def _gap(gap: str) -> str:
     if not gap:
         return "none"
@@ -234,10 +235,11 @@ def _language(toks: list[Token]) -> str:
 
 
 def _case(text: str) -> str:
-    letters = [c for c in text[:2000] if c.isalpha()]
+    head = text[:2000]
+    letters = sum(map(str.isalpha, head))
     if not letters:
         return "mix"
-    upper = sum(c.isupper() for c in letters) / len(letters)
+    upper = sum(map(str.isupper, head)) / letters
     return "lo" if upper == 0 else ("up" if upper > 0.8 else "mix")
 
 
@@ -250,11 +252,29 @@ class Doc:
         self.case = _case(scan.text)
         self.lang = _language(self.toks)
         self.low = [t.word.lower() for t in self.toks]
-        self.shape = [_shape(t.word, t.gap_after) for t in self.toks]
-        self.bk = [model.buckets(w) for w in self.low]
-        self.start = [i == 0 or any(c in _SENTENCE_END for c in t.gap_before)
-                      for i, t in enumerate(self.toks)]
+        self._shape: list[str | None] = [None] * len(self.toks)
+        self._bk: list[tuple[int, int, int, int] | None] = [None] * len(self.toks)
         self.lowered = frozenset(t.word for t in self.toks if t.word.islower())
+
+    # computed on demand: most tokens are neither candidates nor a candidate's neighbours
+    def shape(self, i: int) -> str:
+        """Token ``i``'s shape (``Xx``, ``XX``, ``x``, ``I`` for an initial, ...)."""
+        got = self._shape[i]
+        if got is None:
+            t = self.toks[i]
+            got = self._shape[i] = _shape(t.word, t.gap_after)
+        return got
+
+    def bk(self, i: int) -> tuple[int, int, int, int]:
+        """Token ``i``'s lexicon buckets (:meth:`NameModel.buckets`)."""
+        got = self._bk[i]
+        if got is None:
+            got = self._bk[i] = self.model.buckets(self.low[i])
+        return got
+
+    def start(self, i: int) -> bool:
+        """Whether token ``i`` starts a sentence."""
+        return i == 0 or any(c in _SENTENCE_END for c in self.toks[i].gap_before)
 
     def candidate(self, i: int) -> bool:
         """Whether token ``i`` is scored at all: capitalised, or in a name list in lower-case
@@ -265,14 +285,16 @@ class Doc:
             return False
         if w[0].isupper():
             return True
-        fn, sn, _, _ = self.bk[i]
-        return self.case == "lo" and (fn > 0 or sn > 0)
+        if self.case != "lo":
+            return False
+        fn, sn, _, _ = self.bk(i)
+        return fn > 0 or sn > 0
 
     def own(self, i: int) -> list[str]:
         """The features of token ``i`` itself (no neighbours)."""
-        t, low, sh, case, lang = self.toks[i], self.low[i], self.shape[i], self.case, self.lang
-        fn, sn, cw, lr = self.bk[i]
-        st = int(self.start[i])
+        t, low, sh, case, lang = self.toks[i], self.low[i], self.shape(i), self.case, self.lang
+        fn, sn, cw, lr = self.bk(i)
+        st = int(self.start(i))
         f = [f"sh={sh}", f"fn={fn}", f"sn={sn}", f"cw={cw}", f"lr={lr}", f"sh{sh}|fn{fn}",
              f"sh{sh}|sn{sn}", f"sh{sh}|cw{cw}", f"fn{fn}|sn{sn}", f"cw{cw}|lr{lr}",
              f"st{st}|{sh}", f"st{st}|cw{cw}", f"case={case}", f"{case}|fn{fn}",
@@ -296,7 +318,7 @@ class Doc:
     def own_key(self, i: int) -> tuple[object, ...]:
         """Everything :meth:`own` depends on, to cache its weight sum."""
         t = self.toks[i]
-        return ("own", self.low[i], self.shape[i], self.start[i], self.case, self.lang,
+        return ("own", self.low[i], self.shape(i), self.start(i), self.case, self.lang,
                 _gap(t.gap_before), _gap(t.gap_after), self.toks[i].word in self.lowered)
 
     def context(self, i: int) -> list[str]:
@@ -329,7 +351,7 @@ class Doc:
             return (k, "<s>")
         if abs(k) == 2:
             return (k, self.low[j])
-        return (k, self.low[j], self.shape[j], self.bk[j], self.shape[i])
+        return (k, self.low[j], self.shape(j), self.bk(j), self.shape(i))
 
     def _neighbour(self, i: int, k: int, tag: str) -> list[str]:
         key = self._neighbour_key(i, k)
@@ -340,8 +362,8 @@ class Doc:
         ol = self.low[i + k]
         f = [f"{tag}={ol}" if not ol[0].isdigit() else f"{tag}=<num>"]
         if abs(k) == 1:
-            osh, sh = self.shape[i + k], self.shape[i]
-            ofn, osn, ocw, _ = self.bk[i + k]
+            osh, sh = self.shape(i + k), self.shape(i)
+            ofn, osn, ocw, _ = self.bk(i + k)
             f += [f"{tag}sh={osh}", f"{tag}b=fn{min(ofn, 1)}sn{min(osn, 1)}cw{min(ocw, 2)}|{osh}",
                   f"{tag}sh{osh}|sh{sh}"]
         return f

@@ -301,7 +301,7 @@ def _examples(rows: Sequence[dict[str, Any]], model: NameModel, variants: Sequen
             for i, t in enumerate(doc.toks):
                 if not doc.candidate(i):
                     continue
-                if weak and (doc.bk[i][:2] != (0, 0) or t.word.isupper()):
+                if weak and (doc.bk(i)[:2] != (0, 0) or t.word.isupper()):
                     continue
                 feats.append(name_features(doc, i))
                 labels.append(int(any(s < t.end and t.start < e for s, e in gold)))
