@@ -82,6 +82,23 @@ def test_eval_pii_json_shape(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert d["by_type"]["EMAIL"] == {"support": 1, "predicted": 1, "recall": 1.0,
                                      "precision": 1.0}
     assert d["by_type"]["CARD"]["recall"] == 1.0
+    assert d["policy"] == "default" and d["micro"]["f2"] == 1.0
+    code, out, _ = run(capsys, "safety", "eval", str(tmp_path / "pii.jsonl"))
+    assert code == 0 and "micro: precision 100.0%" in out
+
+
+def test_eval_pii_detects_as_the_policy_does(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    text = "The biography of Rosalind Achterberg was published last year."
+    rows = [{"id": "1", "text": text, "split": "dev",
+             "spans": [{"start": 17, "end": 36, "type": "PERSON"}]}]
+    path = _write(tmp_path / "names.jsonl", rows)
+    recall = {}
+    for preset in ("default", "phi"):
+        code, out, _ = run(capsys, "safety", "eval", str(path), "--policy", preset, "--json")
+        assert code == 0
+        recall[preset] = json.loads(out)["by_type"]["NAME"]["recall"]
+    assert recall == {"default": 0.0, "phi": 1.0}  # cued names only vs the name model
 
 
 def test_eval_bad_label_is_a_config_error(capsys: pytest.CaptureFixture[str],

@@ -114,6 +114,11 @@ def _print_pii_eval(r: dict[str, Any]) -> None:
         table.add_row(t, str(row["support"]), str(row["predicted"]), fmt(row["recall"]),
                       fmt(row["precision"]))
     out.print(table)
+    micro = r.get("micro")
+    if micro:
+        out.print(f"micro: precision {fmt(micro['precision'])}, recall {fmt(micro['recall'])}, "
+                  f"F2 {micro['f2']:.3f} (policy {r.get('policy', '?')}; "
+                  "per source with --json)")
 
 
 @safety.command("eval")

@@ -385,6 +385,6 @@ def evaluate(path: Path, flt: BundledFilter, *, split: str | None = None) -> dic
     if not rows:
         raise ConfigError(f"{path}: no rows" + (f" with split {split!r}" if split else ""))
     kind = "pii" if "spans" in rows[0] else "prompts"
-    result = (evaluate_pii(rows, detect=edgeward_detector(policy=flt.policy)) if kind == "pii"
-              else evaluate_prompts(rows, flt))
+    result = ({**evaluate_pii(rows, detect=edgeward_detector(policy=flt.policy)),
+               "policy": flt.policy.name} if kind == "pii" else evaluate_prompts(rows, flt))
     return {"file": str(path), "split": split, "kind": kind, **result}

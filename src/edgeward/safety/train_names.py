@@ -374,6 +374,7 @@ def train(shared: Path, *, min_precision: float = 0.9, synthetic: bool = True,
     rows = _rows(shared / "safety/pii.jsonl")
     train_rows = [r for r in rows if r.get("split") == "train"]
     synth = synthetic_rows(shared) if synthetic else []
+    n_synthetic = len(synth)
     if benign_negatives:
         synth += _benign_prompts(shared, "train")
     dev_rows = [r for r in rows if r.get("split") == "dev"]
@@ -412,7 +413,8 @@ def train(shared: Path, *, min_precision: float = 0.9, synthetic: bool = True,
         "params": {"l2": _L2, "iterations": _ITER, "min_feature_count": _MIN_FEATURE_COUNT,
                    "min_first_name_births": _MIN_FIRST, "max_surname_rank": _MAX_SURNAME_RANK,
                    "variants": list(variants), "min_precision": min_precision,
-                   "synthetic_rows": len(synth), "benign_negatives": benign_negatives},
+                   "synthetic_rows": n_synthetic, "benign_negatives": benign_negatives,
+                   "benign_prompts": len(synth) - n_synthetic},
         "threshold": threshold,
         "held_out": {"pooled": results[threshold],
                      "by_source": {s: figures(v, threshold) for s, v in per_source.items()}},
