@@ -120,3 +120,14 @@ def test_age_over_keeps_the_ages_safe_harbor_allows(text: str, kept: bool) -> No
     ages = [s for s in find_pii(text, ("AGE",), age_over=89)]
     assert (ages == []) is kept
     assert find_pii(text, ("AGE",))  # every age without the bound
+
+
+def test_a_name_found_once_is_found_where_it_repeats() -> None:
+    text = ("Mr. Achterberg was seen in clinic today. Achterberg reports a cough. "
+            "Achterberg's daughter will call.")
+    found = _names(text)
+    assert sum("Achterberg" in f for f in found) == 3, found
+
+
+def test_lower_case_names_in_mixed_text() -> None:
+    assert "jennifer" in _names("Went to the mall with jennifer and then home. So tired!")

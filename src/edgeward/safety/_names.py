@@ -277,18 +277,20 @@ class Doc:
         return i == 0 or any(c in _SENTENCE_END for c in self.toks[i].gap_before)
 
     def candidate(self, i: int) -> bool:
-        """Whether token ``i`` is scored at all: capitalised, or in a name list in lower-case
-        text; words with digits never are."""
+        """Whether token ``i`` is scored at all: capitalised; in a name list in lower-case
+        text; in mixed text, a lower-case word that is a common name and rare in prose. Words
+        with digits never are."""
         w = self.toks[i].word
         if not w.isalpha() and (not w[0].isalpha() or not w.replace("'", "").replace(
                 "’", "").replace("-", "").isalpha()):
             return False
         if w[0].isupper():
             return True
-        if self.case != "lo":
-            return False
-        fn, sn, _, _ = self.bk(i)
-        return fn > 0 or sn > 0
+        fn, sn, cw, _ = self.bk(i)
+        if self.case == "lo":
+            return fn > 0 or sn > 0
+        # lower-case names in mixed text ("talked to sarah"): a clear name, rare in prose
+        return (fn >= 3 or sn >= 3) and cw <= 2
 
     def own(self, i: int) -> list[str]:
         """The features of token ``i`` itself (no neighbours)."""
@@ -410,6 +412,12 @@ def _spans(toks: list[Token], scores: list[float], threshold: float  # noqa: PLR
     strong = [s >= threshold for s in scores]
     weak = [s >= threshold / 2 for s in scores]
     is_name = strong[:]
+    # a word that is clearly a name once is a name wherever else it is capitalised and
+    # fairly likely one ("Mr. Okonkwo ... Okonkwo's daughter")
+    named = {_base(toks[i].word) for i in range(n) if strong[i]}
+    for i in range(n):
+        if not is_name[i] and weak[i] and _base(toks[i].word) in named:
+            is_name[i] = True
     for i in range(n):  # grow to the right, then to the left
         if is_name[i] and i + 1 < n and weak[i + 1] and _joined(toks, i + 1):
             is_name[i + 1] = True
@@ -449,6 +457,11 @@ def _spans(toks: list[Token], scores: list[float], threshold: float  # noqa: PLR
             end += 1
         yield toks[i].start, end
         i = j + 1
+
+
+def _base(word: str) -> str:
+    """``word`` without a possessive ``'s``."""
+    return word[:-2] if word.endswith(("'s", "’s")) else word
 
 
 def _joined(toks: list[Token], k: int) -> bool:
