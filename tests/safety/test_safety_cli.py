@@ -87,6 +87,13 @@ def test_eval_pii_json_shape(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert code == 0 and "micro: precision 100.0%" in out
 
 
+def test_eval_pii_with_nothing_to_score(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    path = _write(tmp_path / "none.jsonl", [{"id": "1", "text": "hello", "spans": []}])
+    code, out, err = run(capsys, "safety", "eval", str(path))
+    assert code == 0 and "F2 -" in out and "internal error" not in err
+
+
 def test_eval_pii_detects_as_the_policy_does(capsys: pytest.CaptureFixture[str],
                                              tmp_path: Path) -> None:
     text = "The biography of Rosalind Achterberg was published last year."

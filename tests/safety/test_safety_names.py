@@ -131,3 +131,30 @@ def test_a_name_found_once_is_found_where_it_repeats() -> None:
 
 def test_lower_case_names_in_mixed_text() -> None:
     assert "jennifer" in _names("Went to the mall with jennifer and then home. So tired!")
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("She is in her eighties and lives alone.", True),
+    ("An octogenarian with a cough.", True),
+    ("A man in his nineties with a fall.", False),
+])
+def test_age_over_reads_ages_written_as_words(text: str, kept: bool) -> None:
+    assert (find_pii(text, ("AGE",), age_over=89) == []) is kept
+
+
+def test_unknown_pii_types_are_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown PII types \['FOO'\]"):
+        find_pii("x", ["FOO"])
+
+
+def test_a_text_full_of_dates_keeps_every_one() -> None:
+    text = "March 4 " * 2000
+    assert len(find_pii(text, ("DATE",))) == 2000
+
+
+def test_an_overlong_word_is_not_scored() -> None:
+    model = default_name_model()
+    before = len(model.cache)
+    long = "A" + "b" * 5000
+    assert find_names(Scan(f"We met {long} and {long}x."), model) == []
+    assert all(long.lower() not in k for k in list(model.cache)[before:])

@@ -131,3 +131,26 @@ def test_the_encoder_reads_prompts_not_output() -> None:
     assert flt.policy.encoder_band[0] <= fast < flt.policy.encoder_band[1]
     flt.check(prompt)
     assert len(enc.calls) == 1
+
+
+_PHI_OUTPUTS = [
+    "She lives at 14 Elm Street, Springfield, IL 62701 with her son.",
+    "She was admitted on March 5, 2021 and seen again on the 4th of April, 2021.",
+    "His VIN is 1HGCM82633A004352 and the car is blue.",
+    "We met Willem van der Merwe at the clinic. Call +1 415 555 0132 now.",
+]
+
+
+@pytest.mark.parametrize("text", _PHI_OUTPUTS)
+@pytest.mark.parametrize("pieces", ["words", "chars"])
+def test_streamed_phi_is_redacted_whole_as_in_one_check(text: str, pieces: str) -> None:
+    import re
+
+    from edgeward.safety import Pseudonyms, load_filter
+
+    flt = load_filter("phi")
+    whole = flt.check(text, stage="output", pseudonyms=Pseudonyms()).redacted_text
+    stream = flt.output_stream(pseudonyms=Pseudonyms())
+    parts = re.findall(r"\s*\S+", text) if pieces == "words" else list(text)
+    got = "".join(stream.feed(p).emit for p in parts) + stream.finish().emit
+    assert whole is not None and got == whole

@@ -116,9 +116,9 @@ def _print_pii_eval(r: dict[str, Any]) -> None:
     out.print(table)
     micro = r.get("micro")
     if micro:
+        f2 = "-" if micro.get("f2") is None else f"{micro['f2']:.3f}"
         out.print(f"micro: precision {fmt(micro['precision'])}, recall {fmt(micro['recall'])}, "
-                  f"F2 {micro['f2']:.3f} (policy {r.get('policy', '?')}; "
-                  "per source with --json)")
+                  f"F2 {f2} (policy {r.get('policy', '?')}; per source with --json)")
 
 
 @safety.command("eval")

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from edgeward.safety._scan import Lexicon, Scan, Term
+from edgeward.safety._scan import Intervals, Lexicon, Scan, Term
 
 __all__ = ["find_dates"]
 
@@ -333,8 +333,9 @@ def _trim(text: str, s: int, e: int) -> int:
 def _resolve(spans: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     """Non-overlapping spans: the longer of two overlapping ones wins."""
     out: list[tuple[str, int, int]] = []
+    taken = Intervals()
     for kind, s, e in sorted(spans, key=lambda t: (-(t[2] - t[1]), t[1])):
-        if all(e <= os or oe <= s for _, os, oe in out):
+        if taken.add(s, e):
             out.append((kind, s, e))
     return sorted(out, key=lambda t: t[1])
 

@@ -92,7 +92,7 @@ PLACES = frozenset([
     "lima", "bogota", "santiago", "havana", "montreal", "vancouver"])
 _JOIN = "'’-"  # O'Brien, Jean-Luc: parts joined by these, with no space, are one token
 _SENTENCE_END = ".!?\n"
-_MAX_TEXT = 100_000
+_MAX_WORD = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +281,8 @@ class Doc:
         text; in mixed text, a lower-case word that is a common name and rare in prose. Words
         with digits never are."""
         w = self.toks[i].word
+        if len(w) > _MAX_WORD:  # no name is this long; keeps the score cache's keys small
+            return False
         if not w.isalpha() and (not w[0].isalpha() or not w.replace("'", "").replace(
                 "’", "").replace("-", "").isalpha()):
             return False
@@ -351,9 +353,10 @@ class Doc:
             self.toks[j].gap_before if k == 1 else "")
         if abs(k) == 1 and any(c in _SENTENCE_END for c in between):
             return (k, "<s>")
+        word = self.low[j][:_MAX_WORD]  # bounded keys: a long neighbour is cut
         if abs(k) == 2:
-            return (k, self.low[j])
-        return (k, self.low[j], self.shape(j), self.bk(j), self.shape(i))
+            return (k, word)
+        return (k, word, self.shape(j), self.bk(j), self.shape(i))
 
     def _neighbour(self, i: int, k: int, tag: str) -> list[str]:
         key = self._neighbour_key(i, k)
@@ -361,7 +364,7 @@ class Doc:
             return [f"{tag}=<edge>"]
         if key[1] == "<s>":
             return [f"{tag}=<s>"]
-        ol = self.low[i + k]
+        ol = self.low[i + k][:_MAX_WORD]
         f = [f"{tag}={ol}" if not ol[0].isdigit() else f"{tag}=<num>"]
         if abs(k) == 1:
             osh, sh = self.shape(i + k), self.shape(i)

@@ -21,7 +21,7 @@ from edgeward.safety._address import find_addresses
 from edgeward.safety._dates import find_dates
 from edgeward.safety._identifiers import find_identifiers, luhn_valid
 from edgeward.safety._names import find_names
-from edgeward.safety._scan import Lexicon, Scan, Term, merge_windows
+from edgeward.safety._scan import Intervals, Lexicon, Scan, Term, merge_windows
 from edgeward.safety._verdict import Span
 
 __all__ = ["NAME_MODES", "PII_TYPES", "PLACEHOLDERS", "find_pii", "iban_valid", "luhn_valid",
@@ -251,31 +251,46 @@ def find_pii(text: str | Scan, types: Iterable[str] = PII_TYPES, *,
     wanted = set(types)
     if names not in NAME_MODES:
         raise ConfigError(f"names={names!r}: expected one of {list(NAME_MODES)}")
+    unknown = sorted(set(types) - set(PII_TYPES) | set(patterns or {}) - set(PII_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown PII types {unknown}; known: {list(PII_TYPES)}")
     candidates = _candidates(scan, wanted, model_names=names == "model")
     if age_over:
         candidates = [c for c in candidates if c[0] != "AGE" or not _age_at_most(
             s_text[c[1]:c[2]], age_over)]
     if patterns:
         candidates += _extra(s_text, wanted, patterns)
-    taken: list[tuple[int, int]] = []
+    taken = Intervals()
     spans: list[Span] = []
     for kind, start, found_end in sorted(candidates, key=lambda c: (_PRIORITY[c[0]], c[1])):
         end = found_end
         if kind == "ADDRESS":  # an address block ends where an email or an ID on it starts
-            end = min([end, *(s for s, _ in taken if start < s < end)])
+            inside = taken.first_start_in(start, end)
+            end = end if inside is None else inside
         while end > start and s_text[end - 1] in " .,-\n":
             end -= 1
-        if end <= start or any(s < end and start < e for s, e in taken):
+        if end <= start or not taken.add(start, end):
             continue
-        taken.append((start, end))
         spans.append(Span(start, end, kind))
     spans.sort(key=lambda s: s.start)
     return spans
 
 
+_AGE_WORD_VALUES = {"twent": 20, "thirt": 30, "fort": 40, "fift": 50, "sixt": 60, "sevent": 70,
+                    "eight": 80, "ninet": 90, "sexagenarian": 60, "septuagenarian": 70,
+                    "octogenarian": 80, "nonagenarian": 90, "centenarian": 100,
+                    "supercentenarian": 110}
+
+
 def _age_at_most(value: str, limit: int) -> bool:
+    """Whether an age span is at most ``limit`` (its number, or the least age its word
+    means: "eighties" and "octogenarian" 80); unknown words are kept (not at most)."""
     digits = re.search(r"\d+", value)
-    return digits is not None and int(digits.group()) <= limit
+    if digits is not None:
+        return int(digits.group()) <= limit
+    low = value.lower()
+    least = [v for k, v in _AGE_WORD_VALUES.items() if low.startswith(k)]
+    return bool(least) and max(least) <= limit
 
 
 def redact(text: str, spans: Iterable[Span]) -> str:

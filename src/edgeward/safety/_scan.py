@@ -10,13 +10,14 @@ triggers, so most patterns never run at all.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Lexicon", "Scan", "Term", "merge_windows", "register", "word_hash"]
+__all__ = ["Intervals", "Lexicon", "Scan", "Term", "merge_windows", "register", "word_hash"]
 
 _U64 = np.uint64
 _P = 0x100000001B3
@@ -133,6 +134,35 @@ class Term:
     after: int = 160
     case_sensitive: bool = False
     anchored: bool = False
+
+
+class Intervals:
+    """Non-overlapping ``[start, end)`` ranges; adding one that overlaps none costs a binary
+    search (detectors add thousands of spans to a long text)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` overlaps a range already added."""
+        i = bisect.bisect_right(self.starts, start)
+        return (i > 0 and self.ends[i - 1] > start) or (i < len(self.starts)
+                                                         and self.starts[i] < end)
+
+    def add(self, start: int, end: int) -> bool:
+        """Add ``[start, end)`` unless it overlaps; returns whether it was added."""
+        if self.overlaps(start, end):
+            return False
+        i = bisect.bisect_right(self.starts, start)
+        self.starts.insert(i, start)
+        self.ends.insert(i, end)
+        return True
+
+    def first_start_in(self, start: int, end: int) -> int | None:
+        """The first range start inside ``(start, end)``, if any."""
+        i = bisect.bisect_right(self.starts, start)
+        return self.starts[i] if i < len(self.starts) and self.starts[i] < end else None
 
 
 def merge_windows(windows: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

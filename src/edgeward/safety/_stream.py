@@ -35,10 +35,15 @@ __all__ = ["FilterStream"]
 _CONTEXT = 64  # characters of released text the PII check sees for cues
 _MIN_RECHECK = 24  # characters: at a sentence end, check harm if at least this much is new
 _SENTENCE_END = frozenset(".!?\n")
+# A tail that could still grow into PII is held back (up to max_hold characters): a run
+# with a digit (a phone, card or ID still arriving, "14 Elm", "the 4th of"), an IBAN-shaped
+# tail, an email-shaped tail, a cue ("Dr.", "DOB:") and the capitalised run after it, or a
+# trailing run of capitalised words (a name or a street still arriving).
 _PII_TAIL = re.compile(
-    r"(?:[+(]?\d[\d .()/-]*|\b[A-Za-z]{2}\d{2}[ A-Za-z0-9]*|[\w.+-]+@[\w.-]*|"
+    r"(?:[+(]?\w*\d[\w .,()/:-]*|\b[A-Za-z]{2}\d{2}[ A-Za-z0-9]*|[\w.+-]+@[\w.-]*|"
     r"\b(?:name is|name's|[Nn]ame:|Mr\.?|Mrs\.?|Ms\.?|Dr\.?|Dear|I am|I'm|DOB:?|MRN:?)"
-    r"(?:\s+[A-Z][\w'-]*)*\s*)$")
+    r"(?:\s+[A-Z][\w'’-]*)*\s*|"
+    r"\b[A-Z][\w'’.-]*(?:[ ,]+(?:[A-Z][\w'’.-]*|van|von|der|de|la|da|di|del|y|of))*\s*)$")
 
 
 class FilterStream:
@@ -127,24 +132,32 @@ class FilterStream:
                 i = m.start()
         return max(i, floor)
 
-    def _release(self, cut: int) -> StreamStep:
+    def _release(self, cut: int) -> StreamStep:  # noqa: PLR0911
         if cut <= self._emitted:
             return StreamStep(emit="")
         start, f = self._emitted, self._f
-        chunk = self._text[start:cut]
-        self._emitted = cut
         if not self._pii:
-            return StreamStep(emit=chunk)
+            self._emitted = cut
+            return StreamStep(emit=self._text[start:cut])
+        # PII is looked for in everything received (with some released text before it for
+        # cues), and the cut moves back to the start of a span that crosses it: a value is
+        # released whole, redacted once, with one placeholder
         lo = max(0, start - _CONTEXT)
-        region = self._text[lo:cut]
-        norm = normalise(region)
-        spans = []
+        norm = normalise(self._text[lo:])
+        found = []
         for s in find_pii(norm.text, f.policy.pii_types, patterns=f.policy.pii_patterns,
                           names=f.policy.pii_names, age_over=f.policy.pii_age_over):
             a, b = norm.original_span(s.start, s.end)
-            a, b = max(a + lo, start), b + lo
-            if b > a:
-                spans.append(Span(a - start, b - start, s.type))
+            found.append((a + lo, b + lo, s.type))
+        for a, b, _ in found:
+            if start <= a < cut < b:
+                cut = a
+        if cut <= start:
+            return StreamStep(emit="")
+        chunk = self._text[start:cut]
+        self._emitted = cut
+        spans = [Span(max(a, start) - start, min(b, cut) - start, t) for a, b, t in found
+                 if min(b, cut) > max(a, start)]
         if not spans:
             return StreamStep(emit=chunk)
         verdict = f._decide(chunk, dict.fromkeys((s.type for s in spans), 1.0), {}, spans,
