@@ -19,8 +19,10 @@ Everything is tried only where a run of digits starts or where a trigger word is
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
+from functools import lru_cache
 
 from edgeward.safety._scan import Lexicon, Scan, Term, merge_windows
 
@@ -152,6 +154,7 @@ _OUTWARD_CODE = re.compile(r"[A-Z]{1,2}\d[A-Z\d]?")  # "SW1A", "M5H": a postcode
 _AFTER_NUMBER = re.compile(r"[A-Za-z]?,?[ \t]+([\w.]+)")
 _WORDS_AFTER_NUMBER = frozenset(_with_plain(_STREET_FIRST).lower().replace("\\", "").split("|"))
 _CODE_CHARS = re.compile(r"[(){}\[\]<>=;\"`]|::")
+_WORD_START = re.compile(r"(?<![\w.])[\w'-]")
 _MILITARY_BEFORE = re.compile(r"\b[ADF]PO[ \t]+A[AEP][ \t]+$")
 _LOOKBACK = 60  # characters before a digit run that the words of _NUMBER_LAST may take
 
@@ -203,6 +206,27 @@ _LEXICON = Lexicon([
 ])
 
 
+@lru_cache(maxsize=8)
+def _cue_spans(text: str) -> tuple[list[int], list[int]]:
+    """Starts and ends of every address cue of ``text``, found once per text."""
+    starts, ends = [], []
+    for m in _CUE_BEFORE.finditer(text):
+        starts.append(m.start())
+        ends.append(m.end())
+    return starts, ends
+
+
+def _cue_before(text: str, lo: int, hi: int) -> bool:
+    """Whether an address cue ("lives at", "ship to", "address") lies in ``text[lo:hi]``."""
+    if hi - lo < 3:
+        return False
+    if hi - lo > 200 or len(text) < 400:  # one window search is cheaper than a whole scan
+        return _CUE_BEFORE.search(text, lo, hi) is not None
+    starts, ends = _cue_spans(text)
+    i = bisect.bisect_left(starts, lo)
+    return i < len(starts) and ends[i] <= hi
+
+
 def _tail(text: str, end: int) -> tuple[int, bool]:
     """Where the address block that ends at ``end`` really ends, and whether what it took is
     evidence of an address on its own: a unit, a box, a postal code that is not a year, a
@@ -229,7 +253,7 @@ def _block(text: str, start: int, end: int, *, weak: bool) -> tuple[int, int] | 
     if weak and any(w in _NOT_PLACE for w in text[start:end].split()):
         return None
     new_end, evidence = _tail(text, end)
-    if weak and not evidence and not _CUE_BEFORE.search(text, max(0, start - 60), start):
+    if weak and not evidence and not _cue_before(text, max(0, start - 60), start):
         return None
     lead = _LEAD_NUMBER.search(text, max(0, start - 8), start)
     return (lead.start() if lead else start), new_end
@@ -264,7 +288,7 @@ def _ending_here(text: str, s: int, e: int) -> tuple[re.Pattern[str], bool] | No
     if _WORDS_AFTER_NUMBER.intersection(text[max(line, s - _LOOKBACK):s].lower().split()):
         return _NUMBER_LAST, False
     end = e + (e < len(text) and text[e].isalpha())
-    if _tail(text, end)[1] or _CUE_BEFORE.search(text, max(0, s - 90), s):
+    if _tail(text, end)[1] or _cue_before(text, max(0, s - 90), s):
         return _NAME_NUMBER, True
     return None
 
@@ -300,10 +324,13 @@ def find_addresses(scan: Scan) -> list[tuple[int, int]]:
         pattern, weak = form
         # a window on this digit run's line (a ship's name may be on the line before FPO)
         lo = max(0, s - _LOOKBACK)
-        if not _MILITARY_BEFORE.search(text, lo, s):
+        if not _MILITARY_BEFORE.search(text, max(lo, s - 16), s):  # "APO AE " right before
             lo = max(lo, text.rfind("\n", lo, s) + 1)
-        for w in pattern.finditer(text, lo, min(n, e + 12)):
-            if w.end() <= s:  # ends before this digit run: tried at its own
+        # both forms start at a word start: try those only (a window search tries every
+        # position and costs milliseconds on number-dense text)
+        for ws in _WORD_START.finditer(text, lo, s + 1):
+            w = pattern.match(text, ws.start(), min(n, e + 12))
+            if w is None or w.end() <= s:  # none, or ends before this digit run
                 continue
             m = pattern.match(text, w.start())  # again, without the window's end
             block = None if m is None else _block(text, m.start(), m.end(), weak=weak)
