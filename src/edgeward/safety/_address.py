@@ -216,11 +216,21 @@ def _cue_spans(text: str) -> tuple[list[int], list[int]]:
     return starts, ends
 
 
+@lru_cache(maxsize=8)
+def _cue_calls(text: str) -> list[int]:
+    """How often :func:`_cue_before` searched a window of ``text`` (one counter per text)."""
+    return [0]
+
+
 def _cue_before(text: str, lo: int, hi: int) -> bool:
-    """Whether an address cue ("lives at", "ship to", "address") lies in ``text[lo:hi]``."""
+    """Whether an address cue ("lives at", "ship to", "address") lies in ``text[lo:hi]``.
+    The first few windows of a text are searched; past that (number-dense text) every cue of
+    the text is found once and looked up."""
     if hi - lo < 3:
         return False
-    if hi - lo > 200 or len(text) < 400:  # one window search is cheaper than a whole scan
+    calls = _cue_calls(text)
+    calls[0] += 1
+    if calls[0] <= 16 or hi - lo > 200:
         return _CUE_BEFORE.search(text, lo, hi) is not None
     starts, ends = _cue_spans(text)
     i = bisect.bisect_left(starts, lo)

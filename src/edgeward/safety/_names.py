@@ -255,6 +255,9 @@ class Doc:
         self._shape: list[str | None] = [None] * len(self.toks)
         self._bk: list[tuple[int, int, int, int] | None] = [None] * len(self.toks)
         self.lowered = frozenset(t.word for t in self.toks if t.word.islower())
+        # a sentence end in the gap before each token
+        self.brk = [("." in g or "!" in g or "?" in g or "\n" in g)
+                    for g in (t.gap_before for t in self.toks)]
 
     # computed on demand: most tokens are neither candidates nor a candidate's neighbours
     def shape(self, i: int) -> str:
@@ -274,7 +277,7 @@ class Doc:
 
     def start(self, i: int) -> bool:
         """Whether token ``i`` starts a sentence."""
-        return i == 0 or any(c in _SENTENCE_END for c in self.toks[i].gap_before)
+        return i == 0 or self.brk[i]
 
     def candidate(self, i: int) -> bool:
         """Whether token ``i`` is scored at all: capitalised; in a name list in lower-case
@@ -335,7 +338,7 @@ class Doc:
     def _org_ahead(self, i: int) -> bool:
         toks = self.toks
         for j in range(i + 1, min(len(toks), i + 6)):
-            if any(c in _SENTENCE_END for c in toks[j].gap_before):
+            if self.brk[j]:
                 return False
             if self.low[j] in ORG_WORDS:
                 return True
@@ -349,9 +352,7 @@ class Doc:
         if not 0 <= j < len(self.toks):
             return (k, None)
         # a sentence end between the two cuts the context
-        between = self.toks[i].gap_before if k == -1 else (
-            self.toks[j].gap_before if k == 1 else "")
-        if abs(k) == 1 and any(c in _SENTENCE_END for c in between):
+        if (k == -1 and self.brk[i]) or (k == 1 and self.brk[j]):
             return (k, "<s>")
         word = self.low[j][:_MAX_WORD]  # bounded keys: a long neighbour is cut
         if abs(k) == 2:
