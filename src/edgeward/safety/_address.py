@@ -24,7 +24,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from edgeward.safety._scan import Lexicon, Scan, Term, merge_windows
+from edgeward.safety._scan import UPPER_CLASS, Lexicon, Scan, Term, merge_windows
 
 __all__ = ["find_addresses"]
 
@@ -42,8 +42,7 @@ def _with_plain(words: str) -> str:
     return "|".join(out)
 
 
-_UPPER = ("A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
-          + "\u0391-\u03a9\u0410-\u042f")
+_UPPER = UPPER_CLASS + "\u0391-\u03a9\u0410-\u042f"  # and Greek, Cyrillic capitals
 _CAP = rf"[{_UPPER}][\w'’.-]*"  # a capitalised word ("Crown", "St.", "Λεωφόρος")
 _PARTICLE = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|el|los|las|y|e|i|" \
             r"van|von|der|den|am|an|im|nad|pod|sur|sous|en|op|aan|upon|on)(?![\w'’])"

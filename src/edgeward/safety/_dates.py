@@ -32,11 +32,11 @@ import re
 
 import numpy as np
 
-from edgeward.safety._scan import Intervals, Lexicon, Scan, Term
+from edgeward.safety._scan import UPPER_CLASS, Intervals, Lexicon, Scan, Term
 
 __all__ = ["find_dates"]
 
-_UPPER = "A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
+_UPPER = UPPER_CLASS
 _LOWER = "".join(chr(i) for i in range(0xDF, 0x250) if chr(i).islower())
 _MONTHS_EN = ("january", "jan", "february", "feb", "march", "mar", "april", "apr", "may",
               "june", "jun", "july", "jul", "august", "aug", "september", "sept", "sep",

@@ -21,7 +21,7 @@ from edgeward.safety._address import find_addresses
 from edgeward.safety._dates import find_dates
 from edgeward.safety._identifiers import find_identifiers, luhn_valid
 from edgeward.safety._names import find_names
-from edgeward.safety._scan import Intervals, Lexicon, Scan, Term, merge_windows
+from edgeward.safety._scan import UPPER_CLASS, Intervals, Lexicon, Scan, Term, merge_windows
 from edgeward.safety._verdict import Span
 
 __all__ = ["NAME_MODES", "PII_TYPES", "PLACEHOLDERS", "find_pii", "iban_valid", "luhn_valid",
@@ -49,7 +49,7 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}\b|\d{1,2}/\d{1,2}/\d{2,4}\b")
 _MRN = re.compile(r"\b(?:mrn|medical record(?: number| no\.?| #)?|patient (?:id|number|no\.?)|"
                   r"chart (?:number|no\.?|#)|hospital (?:number|no\.?))\s*(?:is\s+)?[:#]?\s*"
                   r"([A-Z]{0,3}[- ]?\d[\d-]{4,11}[A-Z0-9]?)\b", re.IGNORECASE)
-_UPPER = "A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
+_UPPER = UPPER_CLASS
 _NAME_PART = rf"[{_UPPER}][\w'’-]+"
 _NAME = re.compile(
     rf"(?:\b(?:[Mm]y name is|[Mm]y name's|[Nn]ame:|[Cc]alled|I am|I'm|[Tt]his is|[Pp]atient:?|"

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Intervals", "Lexicon", "Scan", "Term", "merge_windows", "register", "word_hash"]
+__all__ = ["UPPER_CLASS", "Intervals", "Lexicon", "Scan", "Term", "merge_windows", "register",
+           "word_hash"]
 
 _U64 = np.uint64
 _P = 0x100000001B3
@@ -27,6 +28,9 @@ _POW = np.cumprod(np.concatenate([np.ones(1, _U64), np.full(_MAX, _P, _U64)]), d
 _POW_INV = np.cumprod(np.concatenate([np.ones(1, _U64), np.full(_MAX, pow(_P, -1, 2**64), _U64)]),
                       dtype=_U64)
 
+
+# Upper-case letters for a regex character class: ASCII and Latin-1 to Latin Extended-B.
+UPPER_CLASS = "A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
 
 _KEYS: dict[int, set[int]] = {}
 
