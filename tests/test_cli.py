@@ -164,3 +164,37 @@ def test_the_cli_reference_is_generated_from_the_parser_and_up_to_date() -> None
     text = (root / "docs" / "cli-reference.md").read_text()
     for path, _ in _all_commands():
         assert f"## `edgeward {' '.join(path)}`" in text
+
+
+_INTERRUPTED_WITH_A_THREAD = """
+import signal, threading, time, edgeward.cli as c
+def main():
+    # a thread the interpreter would join at shutdown, which then sends another Ctrl-C
+    def late():
+        time.sleep(0.5)
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(30)
+    threading.Thread(target=late).start()
+    raise KeyboardInterrupt
+c.main = main
+c.program()
+"""
+
+
+@pytest.mark.parametrize("body", [
+    "import edgeward.cli as c\nc.main = lambda: 130\nc.program()",
+    "import edgeward.cli as c\n"
+    "def main():\n    raise KeyboardInterrupt\nc.main = main\nc.program()",
+    _INTERRUPTED_WITH_A_THREAD,
+])
+def test_an_interrupted_program_exits_130_whatever_happens_at_shutdown(body: str) -> None:
+    done = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True,
+                          timeout=20, check=False)
+    assert done.returncode == 130, done.stderr
+
+
+def test_the_program_exits_with_mains_status() -> None:
+    done = subprocess.run([sys.executable, "-c",
+                           "import edgeward.cli as c\nc.main = lambda: 3\nc.program()"],
+                          capture_output=True, text=True, timeout=20, check=False)
+    assert done.returncode == 3

@@ -15,7 +15,9 @@ Exit codes:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -23,6 +25,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
+from typing import NoReturn
 
 import click
 
@@ -39,7 +42,7 @@ from edgeward._cli.safety import safety
 from edgeward._cli.tui import tui
 from edgeward.errors import EdgewardError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "program"]
 
 _EXIT_CODES_HELP = """\b
 Exit codes:
@@ -110,6 +113,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"internal error: {type(e).__name__}: {e} "
                      "(this is a bug; re-run with --debug and report the traceback)", 1)
     return 0
+
+
+def program() -> NoReturn:
+    """The program (the ``edgeward`` script and ``python -m edgeward``): :func:`main`, then
+    exit with its status.
+
+    An interrupted run (130) has already stopped what it started when :func:`main` returns;
+    it then ends at once, after flushing the logs and the terminal, so that nothing during
+    the interpreter's own shutdown (joining threads, a late signal) can turn its status into
+    a death by SIGINT.
+    """
+    try:
+        status = main()
+    except KeyboardInterrupt:  # a Ctrl-C that lands after main() has handled one
+        status = 130
+    if status == 130:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
+    sys.exit(status)
 
 
 def _exit_on_another_interrupt() -> None:
