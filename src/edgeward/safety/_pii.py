@@ -293,12 +293,15 @@ def _age_at_most(value: str, limit: int) -> bool:
     return bool(least) and max(least) <= limit
 
 
-def redact(text: str, spans: Iterable[Span]) -> str:
+def redact(text: str, spans: Iterable[Span], *,
+           placeholder: Callable[[str, str], str] | None = None) -> str:
     """``text`` with every span replaced by its typed placeholder (``[EMAIL]``).
 
     Args:
         text: the text the spans index.
         spans: non-overlapping spans.
+        placeholder: ``(type, value) -> placeholder`` instead of the typed one (numbered
+            pseudonyms, :class:`~edgeward.safety.Pseudonyms`).
     """
     out: list[str] = []
     pos = 0
@@ -306,7 +309,8 @@ def redact(text: str, spans: Iterable[Span]) -> str:
         if s.start < pos:
             continue
         out.append(text[pos:s.start])
-        out.append(PLACEHOLDERS.get(s.type, f"[{s.type}]"))
+        out.append(placeholder(s.type, text[s.start:s.end]) if placeholder is not None
+                   else PLACEHOLDERS.get(s.type, f"[{s.type}]"))
         pos = s.end
     out.append(text[pos:])
     return "".join(out)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from edgeward.errors import ConfigError
 from edgeward.safety._normalise import normalise
+from edgeward.safety._pii import redact
 from edgeward.safety._verdict import Span
 
 __all__ = ["Pseudonyms", "redact_pseudonymous"]
@@ -100,13 +101,4 @@ def redact_pseudonymous(text: str, spans: Iterable[Span], pseudonyms: Pseudonyms
     Like :func:`edgeward.safety.redact`, which writes ``[NAME]``; spans are non-overlapping
     ranges of ``text``.
     """
-    out: list[str] = []
-    pos = 0
-    for s in sorted(spans, key=lambda s: s.start):
-        if s.start < pos:
-            continue
-        out.append(text[pos:s.start])
-        out.append(pseudonyms.placeholder(s.type, text[s.start:s.end]))
-        pos = s.end
-    out.append(text[pos:])
-    return "".join(out)
+    return redact(text, spans, placeholder=pseudonyms.placeholder)
