@@ -27,7 +27,7 @@ def _onnx_texts(calibration_text: Path | None, eval_text: Path | None, qtype: st
         if not texts:
             raise ConfigError(f"{calibration_text}: empty; give a text with paragraphs")
     elif qtype in (None, "int8-static") or prune_ffn:
-        from edgeward.compress._onnx_pipeline import default_calibration_texts
+        from edgeward.compress import default_calibration_texts
 
         texts = default_calibration_texts()  # the built-in default text, as for GGUF
     try:
@@ -65,7 +65,7 @@ def _onnx_plan_table(plan: dict[str, Any]) -> Table:
 def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
               plan: bool, extra: dict[str, Any], as_json: bool) -> None:
     """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
-    from edgeward.compress._onnx_pipeline import (
+    from edgeward.compress import (
         ONNX_TYPES,
         OnnxOptions,
         compress_onnx,

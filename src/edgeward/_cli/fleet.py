@@ -100,7 +100,7 @@ def fleet_serve_artifacts(*, config_path: Path, directory: Path, add: tuple[Path
                           duration: float | None, as_json: bool) -> None:
     """Answer devices' chunk requests for the artifacts in --dir (chunked, resumable transfer
     over MQTT; see docs/updates.md). Several servers split the requests (MQTT 5)."""
-    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.fleet import ArtifactServer
 
     cfg = _config(config_path, secrets=True)
     server = ArtifactServer(directory, cfg.broker)
@@ -146,7 +146,7 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
                  artifacts_dir: Path, lifetime: float, delta: bool, as_json: bool) -> None:
     """Send DEVICE a signed command to fetch ARTIFACT over MQTT and install it through its
     A/B slots (the device verifies it, health-checks it, and commits or rolls back)."""
-    from edgeward.fleet._operator import Operator
+    from edgeward.fleet import Operator
     from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
@@ -162,7 +162,7 @@ def fleet_deploy(*, artifact: Path, device_id: str, config_path: Path, key_path:
 def _send_command(config_path: Path, cfg: FleetConfig, key: Any, device_id: str, action: str,
                   params: dict[str, Any], lifetime: float) -> Any:
     """Record the device's next command in the store, sign it, publish it (QoS 1)."""
-    from edgeward.fleet._operator import Operator
+    from edgeward.fleet import Operator
 
     with Operator(cfg, key, client_id=f"edgeward-{action}-{os.getpid()}") as op, \
             _store(config_path) as store:
@@ -215,7 +215,7 @@ def fleet_set_config(*, settings: tuple[str, ...], device_id: str, config_path: 
 def fleet_set_policy(*, policy: Path, device_id: str, config_path: Path, key_path: Path,
                      artifacts_dir: Path, as_json: bool) -> None:
     """Send a device a signed safety policy (POLICY.toml with POLICY.toml.edgeward.json)."""
-    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.fleet import ArtifactServer
     from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
@@ -295,8 +295,7 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
     Its state is in the store: stop it any time and continue with --resume NAME.
     """
     from edgeward.errors import ConfigError
-    from edgeward.fleet._operator import Operator
-    from edgeward.fleet._rollout import parse_fraction, parse_stages, summarize
+    from edgeward.fleet import Operator, parse_fraction, parse_stages, summarize
     from edgeward.provenance import load_private_key
 
     cfg = _config(config_path, secrets=True)
@@ -333,7 +332,7 @@ def fleet_rollout(*, artifact: Path | None, group: str | None, stages: str, max_
 @json_option
 def fleet_rollouts(*, config_path: Path, as_json: bool) -> None:
     """Every rollout: state, wave, devices by status."""
-    from edgeward.fleet._rollout import summarize
+    from edgeward.fleet import summarize
 
     with _store(config_path) as store:
         rows = [summarize(store.get_doc("rollouts", n) or {})
@@ -533,8 +532,7 @@ def fleet_simulate(*, n_devices: int, rate: float, duration: float, url: str,
                    enroll_into: Path | None, ca_file: Path | None, processes: int, seed: int,
                    prefix: str, presign: bool, as_json: bool) -> None:
     """Load test: N simulated agents publishing signed health at an aggregate rate."""
-    from edgeward.fleet import SimulationConfig, enroll_devices, simulate
-    from edgeward.fleet._simulate import device_ids, simulated_key
+    from edgeward.fleet import SimulationConfig, device_ids, enroll_devices, simulate, simulated_key
     from edgeward.fleet.protocol import BrokerOptions
 
     if enroll_into is not None:

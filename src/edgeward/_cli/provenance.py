@@ -230,7 +230,7 @@ def sign(*, artifact: Path, key_path: Path, fmt: str, out_path: Path | None, for
         signed = p.sign_oms(artifact, key_path, passphrase=passphrase, signature_path=out_path,
                             overwrite=force)
     else:
-        from edgeward.provenance._report import read_report
+        from edgeward.provenance import read_report
 
         key = p.load_private_key(key_path, passphrase=passphrase)
         rep = read_report(artifact, path=report)

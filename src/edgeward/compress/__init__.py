@@ -32,6 +32,13 @@ from edgeward.compress._compress import (
 from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
 from edgeward.compress._memory import MemoryPrediction, measure_allocation, predict_memory
 from edgeward.compress._onnx_export import export_onnx
+from edgeward.compress._onnx_pipeline import (
+    ONNX_TYPES,
+    OnnxOptions,
+    compress_onnx,
+    default_calibration_texts,
+    plan_onnx,
+)
 from edgeward.compress._onnx_quant import quantize_onnx
 from edgeward.compress._pipeline import (
     DEFAULT_CANDIDATES,
@@ -41,6 +48,7 @@ from edgeward.compress._pipeline import (
     Reporter,
     choose,
     default_cache_dir,
+    sha256_file,
 )
 from edgeward.compress._quantize import FallbackTensor, QuantizeResult, QuantRecipe, quantize
 from edgeward.compress._report import CompressionReport, output_paths
@@ -49,6 +57,7 @@ from edgeward.compress._types import QUANT_TYPES, QuantType, quant_type
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "ONNX_TYPES",
     "QUANT_TYPES",
     "Candidate",
     "ChartPoint",
@@ -57,6 +66,7 @@ __all__ = [
     "EvalConfig",
     "FallbackTensor",
     "MemoryPrediction",
+    "OnnxOptions",
     "Plan",
     "QualityReport",
     "QuantRecipe",
@@ -68,8 +78,10 @@ __all__ = [
     "choose",
     "compress_auto",
     "compress_gguf",
+    "compress_onnx",
     "compute_reference",
     "default_cache_dir",
+    "default_calibration_texts",
     "evaluate",
     "evaluation_text",
     "export_onnx",
@@ -77,10 +89,12 @@ __all__ = [
     "measure_allocation",
     "output_paths",
     "plan_gguf",
+    "plan_onnx",
     "predict_memory",
     "prune_plan",
     "quant_type",
     "quantize",
     "quantize_onnx",
     "render_text",
+    "sha256_file",
 ]

@@ -132,7 +132,7 @@ def run_demo(options: DemoOptions | None = None, *,
         ConfigError: Mosquitto or the packaged model is missing, or the workdir is not empty.
         EdgewardError: a step failed (the message quotes the failing process's log).
     """
-    from edgeward.fleet._broker import find_mosquitto
+    from edgeward.fleet import find_mosquitto
     from edgeward.packaged_models import smollm2_gguf
 
     options = options or DemoOptions()
@@ -221,8 +221,7 @@ class _Mission:
 
     def start_fleet(self) -> None:
         from edgeward.device_agents import SlotStore
-        from edgeward.fleet import enroll_devices, load_fleet_config
-        from edgeward.fleet._broker import BrokerSpec, MosquittoBroker
+        from edgeward.fleet import BrokerSpec, MosquittoBroker, enroll_devices, load_fleet_config
         from edgeward.provenance import sign_artifact
 
         w = self.world
@@ -300,9 +299,7 @@ class _Mission:
             self.served[d.device_id] = out
 
     def roll_out(self) -> None:
-        from edgeward.fleet import load_fleet_config
-        from edgeward.fleet._operator import Operator
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import Operator, load_fleet_config, open_store
 
         w = self.world
         cfg = load_fleet_config(w.fleet_toml)
@@ -361,7 +358,7 @@ class _Mission:
         self.api_done_at = time.time()  # health sent after this counts the decisions above
 
     def fleet_view(self) -> None:
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import open_store
         from edgeward.provenance import TrustStore, envelope_path_for, verify_artifact
 
         w = self.world
@@ -407,10 +404,7 @@ class _Mission:
             for a in sorted(set(self.served.values()))]
 
     def tamper(self) -> None:
-        from edgeward.fleet import load_fleet_config
-        from edgeward.fleet._artifacts import ArtifactServer
-        from edgeward.fleet._operator import Operator
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import ArtifactServer, Operator, load_fleet_config, open_store
         from edgeward.provenance import envelope_path_for
 
         w, d = self.world, self._api_device()
@@ -501,14 +495,14 @@ class _Mission:
         return next(d for d in self.world.devices if d.device_id == "local-01")
 
     def _all(self, pred: Callable[[Any], bool]) -> bool:
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import open_store
 
         with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
             records = [store.device(d.device_id) for d in self.world.devices]
         return all(r is not None and pred(r) for r in records)
 
     def _provenance(self, device_id: str) -> dict[str, Any] | None:
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import open_store
 
         want = self._sha(self.served[device_id])
         with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
@@ -519,7 +513,7 @@ class _Mission:
 
     def _sha(self, path: Path) -> str:
         """SHA-256 of an artifact the demo made (hashed once)."""
-        from edgeward.compress._pipeline import sha256_file
+        from edgeward.compress import sha256_file
 
         if path not in self._digests:
             self._digests[path] = sha256_file(path)
@@ -528,7 +522,7 @@ class _Mission:
     def _health_current(self, device_id: str) -> bool:
         """Whether the device's latest health report is about the artifact rolled out to it
         and was made after the API calls (so it counts their safety decisions)."""
-        from edgeward.fleet._store import open_store
+        from edgeward.fleet import open_store
 
         with open_store(str(self.world.fleet_dir / "fleet.db")) as store:
             rows = store.health(device_id, limit=1, since=self.api_done_at)

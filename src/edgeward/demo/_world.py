@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeward.fleet._broker import free_port
+from edgeward.fleet import free_port
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.provenance import PrivateKey, Role, TrustStore, generate_key, write_key_pair
 

@@ -30,16 +30,32 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgeward.fleet._alerts import AlertRules
-    from edgeward.fleet._broker import BrokerSpec, Listener, MosquittoBroker
+    from edgeward.fleet._artifacts import ArtifactServer
+    from edgeward.fleet._broker import (
+        BrokerSpec,
+        Listener,
+        MosquittoBroker,
+        find_mosquitto,
+        free_port,
+    )
     from edgeward.fleet._config import FleetConfig, load_fleet_config
     from edgeward.fleet._enroll import enroll_devices
     from edgeward.fleet._manager import FleetManager, ManagerReport
-    from edgeward.fleet._simulate import SimulationConfig, SimulationReport, simulate
+    from edgeward.fleet._operator import Operator
+    from edgeward.fleet._rollout import parse_fraction, parse_stages, summarize
+    from edgeward.fleet._simulate import (
+        SimulationConfig,
+        SimulationReport,
+        device_ids,
+        simulate,
+        simulated_key,
+    )
     from edgeward.fleet._store import Alert, DeviceRecord, Store, open_store
 
 __all__ = [
     "Alert",
     "AlertRules",
+    "ArtifactServer",
     "BrokerSpec",
     "DeviceRecord",
     "FleetConfig",
@@ -47,13 +63,21 @@ __all__ = [
     "Listener",
     "ManagerReport",
     "MosquittoBroker",
+    "Operator",
     "SimulationConfig",
     "SimulationReport",
     "Store",
+    "device_ids",
     "enroll_devices",
+    "find_mosquitto",
+    "free_port",
     "load_fleet_config",
     "open_store",
+    "parse_fraction",
+    "parse_stages",
     "simulate",
+    "simulated_key",
+    "summarize",
 ]
 
 _WHERE = {
@@ -62,6 +86,9 @@ _WHERE = {
     "enroll_devices": "_enroll", "FleetManager": "_manager", "ManagerReport": "_manager",
     "SimulationConfig": "_simulate", "SimulationReport": "_simulate", "simulate": "_simulate",
     "Alert": "_store", "DeviceRecord": "_store", "Store": "_store", "open_store": "_store",
+    "ArtifactServer": "_artifacts", "find_mosquitto": "_broker", "free_port": "_broker",
+    "Operator": "_operator", "parse_fraction": "_rollout", "parse_stages": "_rollout",
+    "summarize": "_rollout", "device_ids": "_simulate", "simulated_key": "_simulate",
 }
 
 

@@ -44,6 +44,7 @@ from edgeward.provenance._keys import (
 from edgeward.provenance._log import FsyncPolicy, LogConfig, TamperEvidentLog
 from edgeward.provenance._logverify import LogReport, verify_log
 from edgeward.provenance._oms import oms_signature_path_for, sign_oms
+from edgeward.provenance._report import read_report
 from edgeward.provenance._statement import (
     IN_TOTO_PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -99,6 +100,7 @@ __all__ = [
     "load_public_key",
     "model_card",
     "oms_signature_path_for",
+    "read_report",
     "render_card",
     "sign_artifact",
     "sign_oms",

@@ -258,7 +258,7 @@ class CompressPane(Vertical):
     def _onnx(self, ctx: Any, entry: ModelEntry, profile: HardwareProfile,
               install: bool) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None,
                                       Path | None]:
-        from edgeward.compress._onnx_pipeline import (
+        from edgeward.compress import (
             OnnxOptions,
             compress_onnx,
             default_calibration_texts,
@@ -277,8 +277,12 @@ class CompressPane(Vertical):
 
     @work(thread=True, exclusive=True, group="compress")
     def _sign(self, artifact: Path, key_path: Path) -> None:
-        from edgeward.provenance import build_statement, load_private_key, sign_artifact
-        from edgeward.provenance._report import read_report
+        from edgeward.provenance import (
+            build_statement,
+            load_private_key,
+            read_report,
+            sign_artifact,
+        )
 
         try:
             self.post_message(self.Progress(f"signing {artifact.name}"))

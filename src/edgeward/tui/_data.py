@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeward.errors import EdgewardError
-from edgeward.fleet._rollout import summarize
+from edgeward.fleet import summarize
 from edgeward.hardware_profiles import HardwareProfile
 
 __all__ = [

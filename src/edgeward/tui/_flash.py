@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, RichLog, Select
 
 from edgeward.errors import ConfigError, EdgewardError
-from edgeward.fleet._rollout import summarize
+from edgeward.fleet import summarize
 from edgeward.tui._data import ModelEntry
 
 __all__ = ["FlashPane"]
@@ -156,8 +156,7 @@ class FlashPane(Vertical):
             "`edgeward bundle import`", done=True))
 
     def _fleet(self, ctx: Any, target: str, artifact: Path, where: str) -> None:
-        from edgeward.fleet._operator import Operator
-        from edgeward.fleet._rollout import parse_fraction, parse_stages
+        from edgeward.fleet import Operator, parse_fraction, parse_stages
         from edgeward.provenance import load_private_key
 
         if ctx.operator_key is None or ctx.artifacts_dir is None:
