@@ -12,6 +12,8 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "edgeward"
 # package -> the edgeward packages it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    # Reading outside input safely (regular files, caps, JSON limits): a foundation like errors.
+    "safeio": {"errors"},
     "packaged_models": {"errors"},
     "hardware_profiles": {"errors"},
     "provenance": {"errors"},
@@ -23,6 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "device_agents": {"errors", "runtimes", "safety", "provenance", "fleet.protocol",
                       "hardware_profiles"},
 }
+for _name, _allowed in ALLOWED.items():
+    if _name not in ("errors", "safeio"):
+        _allowed.add("safeio")
 TOP = {"cli", "_cli", "tui", "demo", "__main__"}  # may import everything
 
 

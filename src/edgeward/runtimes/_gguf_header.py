@@ -8,12 +8,14 @@ promises is really in the file (a truncated download is caught here, not inside 
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeward.errors import ArtifactError
+from edgeward.safeio import open_regular
 
 __all__ = ["GGUFHeader", "GGUFTensorInfo", "read_gguf_header"]
 
@@ -24,6 +26,7 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
             10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _MAX_COUNT = 1 << 32  # more keys, tensors or array items than this is a corrupt header
+_MAX_NESTING = 4  # arrays of arrays: the spec allows them, no model nests them deeper
 
 # (block size in elements, bytes per block) per ggml type, as in ggml.c / gguf-py.
 GGML_BLOCK: dict[int, tuple[int, int]] = {
@@ -122,9 +125,11 @@ def read_gguf_header(path: Path) -> GGUFHeader:
             corrupt header, or is shorter than its tensor table says (truncated).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a directory, not a GGUF file")
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with open_regular(path, what="GGUF file", error=ArtifactError) as f:
+            size = os.fstat(f.fileno()).st_size
             want = min(size, _FIRST_READ)
             while True:
                 f.seek(0)
@@ -135,10 +140,8 @@ def read_gguf_header(path: Path) -> GGUFHeader:
                     if want >= size:
                         raise EOFError("unexpected end of file in the header") from None
                     want = min(size, want * 4)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"{path}: is a directory, not a GGUF file") from None
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read ({e.strerror})") from e
     except (struct.error, UnicodeDecodeError, EOFError) as e:
         raise ArtifactError(f"{path}: corrupt or truncated GGUF header ({e})") from e
 
@@ -185,7 +188,7 @@ class _Reader:
             raise _NeedMore
         self.pos = pos
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
@@ -195,6 +198,8 @@ class _Reader:
             count = self.unpack("<Q")
             if count > _MAX_COUNT:
                 raise EOFError(f"implausible array length {count}")
+            if depth >= _MAX_NESTING:
+                raise EOFError(f"arrays nested more than {_MAX_NESTING} deep")
             if etype in _SCALARS:
                 self.pos += count * struct.calcsize(_SCALARS[etype])
                 if self.pos > len(self.data):
@@ -203,7 +208,7 @@ class _Reader:
                 self.skip_strings(count)
             else:
                 for _ in range(count):
-                    self.value(etype)
+                    self.value(etype, depth + 1)
             return ("array", count)
         raise EOFError(f"unknown GGUF value type {vtype}")
 
@@ -226,6 +231,7 @@ def _parse(r: _Reader, path: Path, size: int) -> GGUFHeader:
     for _ in range(n_kv):
         key = r.string()
         metadata[key] = r.value(r.unpack("<I"))
+    _check_types(metadata, path)
     raw = []
     for _ in range(n_tensors):
         name = r.string()
@@ -236,11 +242,19 @@ def _parse(r: _Reader, path: Path, size: int) -> GGUFHeader:
         ggml_type = r.unpack("<I")
         offset = r.unpack("<Q")
         raw.append((name, shape, ggml_type, offset))
-    alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
+    alignment = metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 \
+            or alignment & (alignment - 1) or alignment > 1 << 20:
+        raise ArtifactError(f"{path}: corrupt GGUF header (general.alignment is "
+                            f"{alignment!r:.40}; it must be a power of two, default "
+                            f"{_DEFAULT_ALIGNMENT})")
     pos = r.pos
     data_offset = pos + (-pos % alignment)
     tensors = []
     for name, shape, ggml_type, offset in raw:
+        if offset % alignment:
+            raise ArtifactError(f"{path}: corrupt GGUF header (tensor {name!r} at offset "
+                                f"{offset} is not aligned to {alignment})")
         block = GGML_BLOCK.get(ggml_type)
         if block is None:
             raise ArtifactError(f"{path}: tensor {name!r} has unknown ggml type {ggml_type}")
@@ -256,3 +270,34 @@ def _parse(r: _Reader, path: Path, size: int) -> GGUFHeader:
             )
         tensors.append(GGUFTensorInfo(name, shape, ggml_type, offset, n_bytes))
     return GGUFHeader(path, version, metadata, tuple(tensors), data_offset, size)
+
+
+# Keys edgeward reads, with the types the GGUF spec gives them; a crafted header with, say,
+# a string block count is refused here instead of failing deep in a plan.
+_STRING_KEYS = ("general.architecture", "general.name", "general.license", "general.type",
+                "tokenizer.chat_template")
+_INT_KEYS = ("general.alignment", "general.file_type")
+_INT_SUFFIXES = (".block_count", ".context_length", ".embedding_length", ".vocab_size",
+                 ".attention.key_length", ".attention.value_length")
+# Per-layer in some architectures (an array), a number in most.
+_INT_OR_ARRAY_SUFFIXES = (".feed_forward_length", ".attention.head_count",
+                          ".attention.head_count_kv")
+
+
+def _check_types(metadata: dict[str, Any], path: Path) -> None:
+    for key, value in metadata.items():
+        if key in _STRING_KEYS:
+            ok = isinstance(value, str)
+            want = "a string"
+        elif key in _INT_KEYS or key.endswith(_INT_SUFFIXES):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            want = "a non-negative integer"
+        elif key.endswith(_INT_OR_ARRAY_SUFFIXES):
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) \
+                or (isinstance(value, tuple) and value[:1] == ("array",))
+            want = "a non-negative integer or an array"
+        else:
+            continue
+        if not ok:
+            raise ArtifactError(f"{path}: corrupt GGUF header ({key} is {value!r:.40}; it "
+                                f"must be {want})")
