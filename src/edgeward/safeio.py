@@ -20,13 +20,14 @@ class of the one tree; the message says which file, what was wrong and the limit
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from edgeward.errors import ConfigError, EdgewardError
 
@@ -52,7 +53,7 @@ def _kind(mode: int) -> str:
 
 
 def open_regular(path: Path, *, what: str = "file", error: ErrorClass = ConfigError
-                 ) -> IO[bytes]:
+                 ) -> io.BufferedReader:
     """Open ``path`` for reading if it is (or links to) a regular file; never blocks.
 
     Raises:

@@ -19,7 +19,7 @@ from edgeward import safety
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._verified import default_signature
 from edgeward.errors import ConfigError, SignatureError, UnsignedArtifactError
-from edgeward.provenance import TrustStore, verify_artifact
+from edgeward.provenance import TrustStore, read_signature, verify_artifact
 from edgeward.safety import PassThroughFilter, SafetyFilter
 
 __all__ = ["safety_filter_for", "verify_guard"]
@@ -79,13 +79,8 @@ def safety_filter_for(policy: str | None, *, trust_store: Path | None = None,
 def _verify(path: Path, copy: Path, trust_store: Path | None, what: str = "safety_policy"
             ) -> None:
     signature = default_signature(path)
-    try:
-        envelope = signature.read_bytes()
-    except FileNotFoundError:
-        raise UnsignedArtifactError(f"{what} {path}: no signature at {signature}; sign "
-                                    "it with `edgeward sign`") from None
-    except OSError as e:
-        raise ConfigError(f"{signature}: cannot read ({e.strerror})") from e
+    envelope = read_signature(signature, missing=f"{what} {path}: no signature at "
+                              f"{signature}; sign it with `edgeward sign`")
     if trust_store is None:
         raise UnsignedArtifactError(f"{what} {path}: no trust_store to check its "
                                     "signature against")

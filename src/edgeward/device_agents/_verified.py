@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeward.errors import ConfigError, EdgewardError, ResourceError, UnsignedArtifactError
+from edgeward.errors import (
+    ArtifactError,
+    ConfigError,
+    EdgewardError,
+    ResourceError,
+    UnsignedArtifactError,
+)
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.provenance import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -32,10 +38,12 @@ from edgeward.provenance import (
     canonical_json,
     envelope_path_for,
     oms_signature_path_for,
+    read_signature,
     verify_artifact,
     verify_envelope,
 )
 from edgeward.runtimes import Runtime, open_runtime
+from edgeward.safeio import open_regular
 
 __all__ = ["LoadedModel", "ModelInfo", "ModelStore", "default_signature"]
 
@@ -211,16 +219,11 @@ class ModelStore:
                       allow_unsigned: bool) -> tuple[bytes | None, TrustStore | None]:
         """Read the signature and check its signer before anything is copied."""
         store = TrustStore.open(trust_store) if trust_store is not None else None
-        try:
-            envelope = signature.read_bytes()
-        except FileNotFoundError:
-            if allow_unsigned:
-                return None, store
-            raise UnsignedArtifactError(
-                f"{artifact}: no signature at {signature}; sign it with `edgeward sign` (or set "
-                "allow_unsigned = true, for development only)") from None
-        except OSError as e:
-            raise ConfigError(f"{signature}: cannot read ({e.strerror})") from e
+        if not signature.exists() and allow_unsigned:
+            return None, store
+        envelope = read_signature(signature, missing=(
+            f"{artifact}: no signature at {signature}; sign it with `edgeward sign` (or set "
+            "allow_unsigned = true, for development only)"))
         if store is None:
             return envelope, None
         if b'"dsseEnvelope"' not in envelope:  # an OMS bundle is checked whole, on the copy
@@ -258,13 +261,19 @@ def _private_copy(artifact: Path, copy_dir: Path) -> Path:
 
 
 def _copy_file(src: str | Path, dst: str | Path) -> None:
-    with Path(src).open("rb") as fin, Path(dst).open("xb") as fout:
+    # A regular file only (a FIFO or a link to /dev/zero is refused, never read forever), and
+    # no more than its size when opened: a file that grows meanwhile is not followed.
+    with open_regular(Path(src), what="artifact file", error=ArtifactError) as fin, \
+            Path(dst).open("xb") as fout:
         try:
             fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
             return  # a copy-on-write clone: instant, and independent of later writes to src
         except OSError:
             pass
-        shutil.copyfileobj(fin, fout, _COPY_BLOCK)
+        left = os.fstat(fin.fileno()).st_size
+        while left > 0 and (block := fin.read(min(_COPY_BLOCK, left))):
+            fout.write(block)
+            left -= len(block)
 
 
 def _hash_tree(path: Path) -> dict[str, str]:

@@ -30,7 +30,7 @@ from edgeward.provenance._build import build_statement, source_model_from
 from edgeward.provenance._card import ModelCard, model_card, render_card
 from edgeward.provenance._chunks import content_chunks
 from edgeward.provenance._digest import HashConfig
-from edgeward.provenance._dsse import Envelope, canonical_json
+from edgeward.provenance._dsse import Envelope, canonical_json, read_signature
 from edgeward.provenance._keys import (
     KeyFiles,
     KeyType,
@@ -101,6 +101,7 @@ __all__ = [
     "model_card",
     "oms_signature_path_for",
     "read_report",
+    "read_signature",
     "render_card",
     "sign_artifact",
     "sign_oms",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from edgeward.errors import ArtifactError, ConfigError
+from edgeward.safeio import open_regular
 
 __all__ = ["HashConfig", "artifact_files", "file_sha256", "hash_files"]
 
@@ -54,9 +55,11 @@ def file_sha256(path: Path, *, block_size: int = HashConfig.block_size) -> str:
     buf = bytearray(block_size)
     view = memoryview(buf)
     try:
-        with path.open("rb", buffering=0) as f:
-            while n := f.readinto(view):
+        with open_regular(path, what="artifact file", error=ArtifactError) as f:
+            left = os.fstat(f.fileno()).st_size  # a file that grows meanwhile is not followed
+            while left > 0 and (n := f.readinto(view[:min(block_size, left)])):
                 h.update(view[:n])
+                left -= n
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read ({e.strerror})") from e
     return h.hexdigest()
@@ -78,9 +81,19 @@ def artifact_files(artifact: Path, *, ignore: Iterable[str] = ()) -> dict[str, P
     Raises:
         ConfigError: the artifact does not exist.
     """
-    if artifact.is_file() and not artifact.is_symlink():
-        return {artifact.name: artifact}
-    if not artifact.is_dir() or artifact.is_symlink():
+    # The artifact named itself may be a symlink (a Hugging Face cache's snapshot entries
+    # are): it is followed, and the subject keeps the link's name. Links *inside* a directory
+    # artifact are never followed.
+    if artifact.is_file():
+        return {artifact.name: artifact.resolve() if artifact.is_symlink() else artifact}
+    if artifact.is_dir() and artifact.is_symlink():
+        artifact = artifact.resolve()
+    if not artifact.is_dir():
+        if artifact.exists() or artifact.is_symlink():
+            what = ("a broken symbolic link" if not artifact.exists()
+                    else "not a regular file or a directory")
+            raise ConfigError(f"{artifact}: {what} (an artifact is a model file or a model "
+                              "directory)")
         raise ConfigError(f"{artifact}: no such file or directory (an artifact is a model file "
                           "or a model directory)")
     ignored = {PurePosixPath(p) for p in ignore}

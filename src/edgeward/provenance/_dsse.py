@@ -25,6 +25,7 @@ from edgeward.errors import (
     UnsignedArtifactError,
 )
 from edgeward.provenance._keys import PrivateKey, PublicKey
+from edgeward.safeio import MAX_SIGNATURE_BYTES, parse_json, read_capped
 
 __all__ = [
     "Envelope",
@@ -32,6 +33,7 @@ __all__ = [
     "canonical_json",
     "pae",
     "read_envelope",
+    "read_signature",
     "sign_envelope",
     "verify_signatures",
 ]
@@ -164,12 +166,14 @@ class Envelope:
         Raises:
             MalformedEnvelopeError: not JSON (e.g. a truncated file), or not an envelope.
         """
+        if len(data) > MAX_SIGNATURE_BYTES:
+            raise MalformedEnvelopeError(f"{source}: {len(data):,} bytes; an envelope is at "
+                                         f"most {MAX_SIGNATURE_BYTES:,}")
         try:
-            obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            obj = parse_json(data, what="envelope", max_depth=16)
+        except ConfigError as e:
             raise MalformedEnvelopeError(
-                f"{source}: not valid JSON ({e}); the file is truncated or not an envelope"
-            ) from e
+                f"{source}: {e}; the file is truncated or not an envelope") from None
         try:
             return cls.from_dict(obj)
         except MalformedEnvelopeError as e:
@@ -184,14 +188,22 @@ def read_envelope(path: Path) -> Envelope:
         ConfigError: it exists but cannot be read.
         MalformedEnvelopeError: it is not a DSSE envelope.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise UnsignedArtifactError(f"{path}: no signature envelope there; sign the artifact "
-                                    "with `edgeward sign` or pass the envelope's path") from e
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
+    data = read_signature(path, missing=f"{path}: no signature envelope there; sign the "
+                          "artifact with `edgeward sign` or pass the envelope's path")
     return Envelope.from_json(data, source=str(path))
+
+
+def read_signature(path: Path, *, missing: str) -> bytes:
+    """The bytes of a signature file, read safely: a regular file (a FIFO, a device or a
+    symlink to one is refused without blocking) of at most ``MAX_SIGNATURE_BYTES``.
+
+    Raises:
+        UnsignedArtifactError: there is no file at ``path`` (with the message ``missing``).
+        ConfigError: it is not a regular file, is too large or cannot be read.
+    """
+    if not path.exists():
+        raise UnsignedArtifactError(missing)
+    return read_capped(path, MAX_SIGNATURE_BYTES, what="signature")
 
 
 def sign_envelope(payload: bytes, payload_type: str, keys: Sequence[PrivateKey]) -> Envelope:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from edgeward.errors import ConfigError
+from edgeward.safeio import MAX_KEY_BYTES, read_capped
 
 __all__ = [
     "KeyFiles",
@@ -322,9 +323,9 @@ def load_private_key(path: Path, *, passphrase: bytes | None = None) -> PrivateK
     """
     try:
         st = path.stat()
-        data = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the private key ({e.strerror})") from e
+    data = read_capped(path, MAX_KEY_BYTES, what="private key")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"{path}: private key is accessible by group or others (mode "
@@ -339,10 +340,7 @@ def load_public_key(path: Path) -> PublicKey:
     Raises:
         ConfigError: missing file, not a public key, unsupported key type.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the public key ({e.strerror})") from e
+    data = read_capped(path, MAX_KEY_BYTES, what="public key")
     if b"PRIVATE KEY" in data:
         raise ConfigError(f"{path}: is a private key; pass the public key (.pub) instead, "
                           "and never copy a private key off the machine that made it")

@@ -40,6 +40,13 @@ from edgeward.provenance._trust_records import (
     parse_payload,
     roles_of,
 )
+from edgeward.safeio import (
+    MAX_KEY_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_SIGNATURE_BYTES,
+    read_capped,
+    read_text_capped,
+)
 
 __all__ = ["REVOCATION_PAYLOAD_TYPE", "ROTATION_PAYLOAD_TYPE", "Revocation", "Role",
            "TrustStore", "TrustedKey"]
@@ -86,28 +93,38 @@ class TrustStore:
                                   "`edgeward keys trust PUBKEY --trust DIR --role ROLE`")
             store._save()
             return store
+        text = read_text_capped(index, MAX_MANIFEST_BYTES, what="trust index")
         try:
-            data = tomllib.loads(index.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{index}: not a readable TOML trust index ({e})") from e
+            data = tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, RecursionError) as e:
+            raise ConfigError(f"{index}: not a readable TOML trust index ({e})") from None
         if data.get("version") != _INDEX_VERSION:
-            raise ConfigError(f"{index}: unsupported index version {data.get('version')!r} "
+            raise ConfigError(f"{index}: unsupported index version {data.get('version')!r:.40} "
                               f"(this edgeward reads {_INDEX_VERSION})")
+        if not isinstance(data.get("keys", []), list) \
+                or not all(isinstance(e, dict) for e in data.get("keys", [])):
+            raise ConfigError(f"{index}: `keys` must be an array of tables ([[keys]]); the "
+                              "index was edited by hand")
         for entry in data.get("keys", []):
             store._load_entry(entry, index)
         for entry in data.get("keys", []):
             if entry.get("rotation"):
-                store._check_rotation_file(path / entry["rotation"], entry["key_id"])
+                rotation = str(entry["rotation"])
+                if rotation.startswith("/") or ".." in rotation.split("/"):
+                    raise ConfigError(f"{index}: rotation {rotation!r:.60} must be a path "
+                                      "inside the store")
+                store._check_rotation_file(path / rotation, entry["key_id"])
         rev_dir = path / "revocations"
         for f in sorted(rev_dir.glob("*.json")) if rev_dir.is_dir() else []:
-            store._apply_revocation(Envelope.from_json(f.read_bytes(), source=str(f)), str(f))
+            store._apply_revocation(Envelope.from_json(
+                read_capped(f, MAX_SIGNATURE_BYTES, what="revocation"), source=str(f)), str(f))
         return store
 
     def _load_entry(self, entry: Mapping[str, Any], index: Path) -> None:
         where = f"{index}: key {entry.get('key_id', '?')!r}"
         assert self.path is not None
         try:
-            pem = (self.path / entry["public_key"]).read_bytes()
+            pem = self._key_file(entry["public_key"], where)
             key = PublicKey.from_pem(pem, source=where)
             if key.key_id != entry["key_id"]:
                 raise ConfigError(f"{where}: the key file holds key {key.key_id}, not the "
@@ -118,14 +135,23 @@ class TrustStore:
             self._keys[key.key_id] = TrustedKey(
                 key=key, roles=roles_of(entry["roles"], where), name=entry.get("name", ""),
                 added_at=entry.get("added_at", ""), rotated_from=entry.get("rotated_from"))
-        except (KeyError, TypeError, OSError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError, OSError) as e:
             raise ConfigError(f"{where}: bad index entry ({type(e).__name__}: {e})") from e
 
+    def _key_file(self, name: object, where: str) -> bytes:
+        """A key file named by the index: a plain name inside the store, read safely."""
+        assert self.path is not None
+        text = name if isinstance(name, str) else ""
+        parts = text.split("/")
+        if not text or text.startswith("/") or "\\" in text \
+                or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{where}: public_key must be a relative path inside the store "
+                              f"(like keys/ID.pub), not {name!r:.60}")
+        return read_capped(self.path / text, MAX_KEY_BYTES, what="public key")
+
     def _check_rotation_file(self, path: Path, key_id: str) -> None:
-        try:
-            env = Envelope.from_json(path.read_bytes(), source=str(path))
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the rotation statement ({e})") from e
+        env = Envelope.from_json(read_capped(path, MAX_SIGNATURE_BYTES,
+                                             what="rotation statement"), source=str(path))
         body = self._verify_rotation(env, str(path), require_unrevoked=False)
         if body["new_key_id"] != key_id:
             raise BadSignatureError(f"{path}: the rotation introduces {body['new_key_id']}, "

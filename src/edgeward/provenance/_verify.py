@@ -27,7 +27,7 @@ from edgeward.errors import (
 )
 from edgeward.provenance._build import build_statement
 from edgeward.provenance._digest import HashConfig, artifact_files, hash_files, is_regular
-from edgeward.provenance._dsse import Envelope, pae, read_envelope, sign_envelope
+from edgeward.provenance._dsse import Envelope, pae, read_envelope, read_signature, sign_envelope
 from edgeward.provenance._keys import PrivateKey
 from edgeward.provenance._report import read_report
 from edgeward.provenance._statement import (
@@ -207,13 +207,8 @@ def verify_artifact(path: Path, envelope: Envelope | bytes | Path, trust_store: 
         raise ConfigError(f"{path}: no such file or directory")
     raw = envelope
     if isinstance(envelope, Path):
-        try:
-            raw = envelope.read_bytes()
-        except FileNotFoundError as e:
-            raise UnsignedArtifactError(f"{envelope}: no signature there; sign the artifact "
-                                        "with `edgeward sign` first") from e
-        except OSError as e:
-            raise ConfigError(f"{envelope}: cannot read ({e.strerror})") from e
+        raw = read_signature(envelope, missing=f"{envelope}: no signature there; sign the "
+                             "artifact with `edgeward sign` first")
     if isinstance(raw, bytes) and b'"dsseEnvelope"' in raw:
         from edgeward.provenance._oms import verify_oms
 

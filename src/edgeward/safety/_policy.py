@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.errors import PolicyError
+from edgeward.safeio import MAX_CONFIG_BYTES, read_capped
 from edgeward.safety._hazards import HAZARD_NAMES
 from edgeward.safety._pii import NAME_MODES, PII_TYPES
 
@@ -317,14 +318,11 @@ def load_policy(path: Path) -> Policy:
         PolicyError: the file is missing, not TOML, or a key or value is wrong (the message
             names the file, the key and the value).
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise PolicyError(f"{path}: cannot read the policy ({e.strerror})") from e
+    raw = read_capped(path, MAX_CONFIG_BYTES, what="safety policy", error=PolicyError)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PolicyError(f"{path}: not a valid TOML policy ({e})") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise PolicyError(f"{path}: not a valid TOML policy ({e})") from None
     return _parse(data, str(path), "sha256:" + hashlib.sha256(raw).hexdigest())
 
 
