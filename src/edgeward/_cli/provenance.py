@@ -113,8 +113,11 @@ def keys_trust(*, file: Path, trust_dir: Path, roles: tuple[str, ...], name: str
 
     store = TrustStore.open(trust_dir, create=True)
     result: dict[str, Any]
-    if file.read_bytes().lstrip().startswith(b"{"):
-        applied = store.apply(Envelope.from_json(file.read_bytes(), source=str(file)))
+    from edgeward.safeio import MAX_SIGNATURE_BYTES, read_capped
+
+    raw = read_capped(file, MAX_SIGNATURE_BYTES, what="key or statement file")
+    if raw.lstrip().startswith(b"{"):
+        applied = store.apply(Envelope.from_json(raw, source=str(file)))
         result = applied.to_dict()
     else:
         if not roles:

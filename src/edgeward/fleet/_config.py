@@ -25,6 +25,7 @@ from typing import Any
 from edgeward.errors import ConfigError
 from edgeward.fleet._alerts import AlertRules
 from edgeward.fleet.protocol import BrokerOptions, broker_options_from
+from edgeward.safeio import MAX_CONFIG_BYTES, read_text_capped
 
 __all__ = ["FleetConfig", "load_fleet_config"]
 
@@ -99,11 +100,10 @@ def load_fleet_config(path: Path, *, resolve_secrets: bool = True) -> FleetConfi
         ConfigError: missing or unreadable file, bad TOML, an unknown key, a bad value (the
             message names the file, the key and the value).
     """
+    text = read_text_capped(path, MAX_CONFIG_BYTES, what="fleet config")
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the fleet config ({e.strerror})") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        data: dict[str, Any] = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
     return fleet_config_from(data, base_dir=path.resolve().parent, where=str(path),
                              resolve_secrets=resolve_secrets)

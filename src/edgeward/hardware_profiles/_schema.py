@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from edgeward.errors import ProfileError
+from edgeward.safeio import MAX_CONFIG_BYTES, read_text_capped
 
 __all__ = [
     "KNOWN_CPU_FEATURES",
@@ -218,15 +219,12 @@ def load_profile_file(path: Path) -> HardwareProfile:
     """
     import tomllib
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot read profile file ({e})") from e
+    if not path.exists():
+        raise ProfileError(f"{path}: no such profile file")
+    text = read_text_capped(path, MAX_CONFIG_BYTES, what="profile file", error=ProfileError)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ProfileError(f"{path}: not valid TOML ({e})") from e
     return HardwareProfile.from_dict(data, source=str(path))
 

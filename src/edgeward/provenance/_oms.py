@@ -33,6 +33,7 @@ from edgeward.provenance._verify import (
     check_files,
     verify_envelope,
 )
+from edgeward.safeio import parse_json
 
 __all__ = ["OMS_PREDICATE_TYPE", "OMS_SUFFIX", "oms_signature_path_for", "sign_oms",
            "verify_oms"]
@@ -112,10 +113,10 @@ def sign_oms(artifact: Path, key_path: Path, *, passphrase: bytes | None = None,
 
 def _parse_bundle(raw: bytes, source: str) -> tuple[Envelope, str]:
     try:
-        bundle = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MalformedEnvelopeError(f"{source}: not valid JSON ({e}); the OMS signature is "
-                                     "truncated or not a Sigstore bundle") from e
+        bundle = parse_json(raw, what="OMS signature", max_depth=16)
+    except ConfigError as e:
+        raise MalformedEnvelopeError(f"{source}: {e}; the OMS signature is truncated or not "
+                                     "a Sigstore bundle") from None
     if not isinstance(bundle, dict) or not str(bundle.get("mediaType", "")).startswith(
             _BUNDLE_MEDIA_PREFIX) or not isinstance(bundle.get("dsseEnvelope"), dict):
         raise MalformedEnvelopeError(f"{source}: not a Sigstore bundle with a DSSE envelope")

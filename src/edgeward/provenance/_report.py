@@ -7,7 +7,6 @@ absent fields stay absent, and a malformed file is a clear ConfigError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 
 from edgeward.errors import ConfigError
 from edgeward.provenance._statement import CardInfo, SourceModel
+from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_text_capped
 
 __all__ = ["ReportDefaults", "defaults_from_report", "read_report", "report_path_for"]
 
@@ -40,19 +40,16 @@ def read_report(artifact: Path, *, path: Path | None = None) -> dict[str, Any] |
         ConfigError: an explicit path is missing, or the report is not a JSON object.
     """
     report = path or report_path_for(artifact)
-    try:
-        text = report.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not report.exists():
         if path is not None:
-            raise ConfigError(f"{path}: no such report file") from None
+            raise ConfigError(f"{path}: no such report file")
         return None
-    except OSError as e:
-        raise ConfigError(f"{report}: cannot read the report ({e.strerror})") from e
+    text = read_text_capped(report, MAX_MANIFEST_BYTES, what="compression report")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{report}: the compression report is not valid JSON ({e}); "
-                          "re-run the compression or remove the file") from e
+        data = parse_json(text, what="compression report")
+    except ConfigError as e:
+        raise ConfigError(f"{report}: {e}; re-run the compression or remove the "
+                          "file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{report}: the compression report must be a JSON object")
     return data

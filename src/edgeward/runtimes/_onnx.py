@@ -9,7 +9,6 @@ cache back in, one token per step, and samples in numpy.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from edgeward.runtimes._base import (
     SamplingParams,
     stop_and_budget,
 )
+from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_capped
 
 __all__ = ["OnnxRuntime", "choose_providers"]
 
@@ -309,10 +309,8 @@ def _tokenizer(model_dir: Path) -> Any:
 def _json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: unreadable ({e})") from e
+    data = parse_json(read_capped(path, MAX_MANIFEST_BYTES, what="model config",
+                                  error=ArtifactError), what=f"{path}", error=ArtifactError)
     return data if isinstance(data, dict) else {}
 
 
