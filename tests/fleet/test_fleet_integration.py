@@ -248,9 +248,15 @@ def test_tls_and_acls_confine_each_device_to_its_topics(tmp_path: Path) -> None:
         chunks: list[str] = []
         dev_a.client.on_message = lambda _c, _u, msg: chunks.append(msg.topic)
         digest = "ab" * 32
-        req = dev_a.client.publish(f"edgeward/v1/artifacts/{digest}/req", b"{}", qos=1).mid
+        req = dev_a.client.publish(f"edgeward/v1/artifacts/{digest}/req/dev-a", b"{}",
+                                   qos=1).mid
+        # ... only on its own request topic: not as another device, not on the old topic
+        other = [dev_a.client.publish(f"edgeward/v1/artifacts/{digest}/{t}", b"{}", qos=1).mid
+                 for t in ("req/dev-b", "req")]
         dev_a.client.subscribe("edgeward/v1/artifacts/+/chunks/#", qos=1)
         assert wait_until(lambda: req in acks) and not acks[req].is_failure  # type: ignore[attr-defined]
+        assert wait_until(lambda: all(m in acks for m in other))
+        assert [str(acks[m]) for m in other] == ["Not authorized"] * 2
         server = connect(BrokerOptions(url=broker.url_of(1), ca_file=ca,
                                        username="artifact-server", password="art-pw"),
                          client_id="artifact-server")

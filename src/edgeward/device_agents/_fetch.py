@@ -280,11 +280,13 @@ class _Download:
             ask = [] if pending else [0]
         else:
             room = max(0, self.f.window - len(pending))
+            if pending and room < max(1, self.f.window // 2):
+                return  # ask in batches of half a window: fewer requests, same pipeline
             ask = [i for i in range(self.count) if not self.have[i] and i not in pending]
             ask = ask[:min(room, MAX_REQUEST_CHUNKS)]
         if ask:
             req = ChunkRequest(self.f.device_id, tuple(ask), self.f.chunk_size)
-            client.publish(request_topic(self.digest), req.encode(), qos=1)
+            client.publish(request_topic(self.digest, self.f.device_id), req.encode(), qos=1)
             pending.update(dict.fromkeys(ask, now))
 
     def _receive(self, frame: bytes, pending: dict[int, float]) -> None:

@@ -3,8 +3,14 @@
 A device asks for chunks of an artifact by its sha256; an artifact server (a fleet-side role)
 answers with each chunk on a topic for that device only::
 
-    edgeward/v1/artifacts/DIGEST/req                 device -> server   JSON ChunkRequest
+    edgeward/v1/artifacts/DIGEST/req/DEVICE          device -> server   JSON ChunkRequest
     edgeward/v1/artifacts/DIGEST/chunks/DEVICE       server -> device   binary chunk frames
+
+The request topic names the asking device, so the broker's ACL can confine each device to its
+own request topic (``pattern write edgeward/v1/artifacts/+/req/%u``) and the server refuses a
+request whose ``device_id`` is not the one of its topic: a device cannot make the server send
+chunks to another device. A request is small and bounded (at most ``MAX_REQUEST_CHUNKS``
+distinct indexes; repeated ones count once) and its ``chunk_size`` is bounded by the server's.
 
 A chunk frame is binary (no base64: a 100 MB artifact travels as 100 MB)::
 
@@ -23,25 +29,34 @@ import json
 import re
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from edgeward.errors import ConfigError, RejectedMessageError
 from edgeward.fleet.protocol._topics import TOPIC_ROOT, check_device_id
+from edgeward.safeio import parse_json
 
-__all__ = ["CHUNK_HEADER", "DEFAULT_CHUNK_SIZE", "MAX_CHUNK_SIZE", "MAX_REQUEST_CHUNKS", "Chunk",
-           "ChunkRequest", "chunk_count", "chunk_topic", "parse_request_topic", "request_topic"]
+__all__ = ["CHUNK_HEADER", "DEFAULT_CHUNK_SIZE", "MAX_CHUNK_FRAME_BYTES", "MAX_CHUNK_SIZE",
+           "MAX_REQUEST_BYTES", "MAX_REQUEST_CHUNKS", "MIN_CHUNK_SIZE", "REQUEST_FILTER",
+           "Chunk", "ChunkRequest", "chunk_count", "chunk_topic", "parse_request_topic",
+           "request_topic"]
 
 DEFAULT_CHUNK_SIZE = 256 * 1024  # bytes
-MAX_CHUNK_SIZE = 8 * 1024 * 1024  # bytes: well within Mosquitto's default message size limit
-MAX_REQUEST_CHUNKS = 1024  # chunk indexes in one request
+MIN_CHUNK_SIZE = 4096  # bytes
+MAX_CHUNK_SIZE = 8 * 1024 * 1024  # bytes: the protocol's ceiling; a server may serve less
+MAX_REQUEST_CHUNKS = 64  # chunk indexes in one request (a fetcher's window is 2-16)
+MAX_REQUEST_BYTES = 4 * 1024  # a request of 64 indexes below 2**32 is ~750 bytes
 _MAGIC = b"EWC1"
 CHUNK_HEADER = struct.Struct(">4sIIQI32s")
+MAX_CHUNK_FRAME_BYTES = CHUNK_HEADER.size + MAX_CHUNK_SIZE  # the largest message of the protocol
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+REQUEST_FILTER = f"{TOPIC_ROOT}/artifacts/+/req/+"  # what an artifact server subscribes to
 
 
-def request_topic(digest: str) -> str:
-    """``edgeward/v1/artifacts/DIGEST/req``."""
+def request_topic(digest: str, device_id: str) -> str:
+    """``edgeward/v1/artifacts/DIGEST/req/DEVICE``: where ``device_id`` asks for chunks."""
     _check_digest(digest)
-    return f"{TOPIC_ROOT}/artifacts/{digest}/req"
+    check_device_id(device_id)
+    return f"{TOPIC_ROOT}/artifacts/{digest}/req/{device_id}"
 
 
 def chunk_topic(digest: str, device_id: str) -> str:
@@ -51,18 +66,23 @@ def chunk_topic(digest: str, device_id: str) -> str:
     return f"{TOPIC_ROOT}/artifacts/{digest}/chunks/{device_id}"
 
 
-def parse_request_topic(topic: str) -> str:
-    """The digest of a request topic.
+def parse_request_topic(topic: str) -> tuple[str, str]:
+    """The digest and the asking device of a request topic.
 
     Raises:
         RejectedMessageError: ``bad_topic``.
     """
-    parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:3]) != f"{TOPIC_ROOT}/artifacts" \
-            or parts[4] != "req" or not _DIGEST.fullmatch(parts[3]):
-        raise RejectedMessageError(f"{topic!r:.120} is not {TOPIC_ROOT}/artifacts/DIGEST/req",
-                                   reason="bad_topic")
-    return parts[3]
+    parts = topic.split("/") if isinstance(topic, str) and len(topic) <= 256 else []
+    try:
+        if len(parts) != 6 or "/".join(parts[:3]) != f"{TOPIC_ROOT}/artifacts" \
+                or parts[4] != "req" or not _DIGEST.fullmatch(parts[3]):
+            raise ConfigError("not a request topic")
+        check_device_id(parts[5])
+    except ConfigError:
+        raise RejectedMessageError(f"{topic!r:.120} is not "
+                                   f"{TOPIC_ROOT}/artifacts/DIGEST/req/DEVICE",
+                                   reason="bad_topic") from None
+    return parts[3], parts[5]
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -75,9 +95,11 @@ class ChunkRequest:
     """A device's request for chunks.
 
     Attributes:
-        device_id: where the chunks go (``.../chunks/DEVICE``).
-        chunks: the chunk indexes wanted (at most 1,024).
-        chunk_size: the chunking the device uses (bytes).
+        device_id: the asking device, where the chunks go (``.../chunks/DEVICE``); it must
+            be the device of the request topic.
+        chunks: the distinct chunk indexes wanted (1 to ``MAX_REQUEST_CHUNKS``).
+        chunk_size: the chunking the device uses (bytes, ``MIN_CHUNK_SIZE`` to
+            ``MAX_CHUNK_SIZE``; a server refuses one above its own ``chunk_size``).
     """
 
     device_id: str
@@ -89,14 +111,16 @@ class ChunkRequest:
             check_device_id(self.device_id)
         except ConfigError as e:
             raise RejectedMessageError(str(e), reason="malformed") from e
-        if not 4096 <= self.chunk_size <= MAX_CHUNK_SIZE:
-            raise RejectedMessageError(f"chunk_size {self.chunk_size!r} is not 4096.."
-                                       f"{MAX_CHUNK_SIZE}", reason="malformed")
-        if not self.chunks or len(self.chunks) > MAX_REQUEST_CHUNKS or not all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**32
-                for i in self.chunks):
-            raise RejectedMessageError(f"chunks must be 1..{MAX_REQUEST_CHUNKS} indexes",
-                                       reason="malformed")
+        if type(self.chunk_size) is not int \
+                or not MIN_CHUNK_SIZE <= self.chunk_size <= MAX_CHUNK_SIZE:
+            raise RejectedMessageError(f"chunk_size {self.chunk_size!r:.40} is not an integer "
+                                       f"{MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}", reason="malformed")
+        if not isinstance(self.chunks, tuple) or not self.chunks \
+                or len(self.chunks) > MAX_REQUEST_CHUNKS or not all(
+                type(i) is int and 0 <= i < 2**32 for i in self.chunks) \
+                or len(set(self.chunks)) != len(self.chunks):
+            raise RejectedMessageError(f"chunks must be 1..{MAX_REQUEST_CHUNKS} distinct "
+                                       "indexes (integers 0..2**32-1)", reason="malformed")
 
     def encode(self) -> bytes:
         """The JSON payload."""
@@ -105,22 +129,28 @@ class ChunkRequest:
 
     @classmethod
     def decode(cls, payload: bytes) -> ChunkRequest:
-        """Parse a request.
+        """Parse a request (strictly: exact fields and types; a repeated index counts once).
 
         Raises:
             RejectedMessageError: ``oversize`` or ``malformed``.
         """
-        if len(payload) > 16 * 1024:
-            raise RejectedMessageError("chunk request over 16 KiB", reason="oversize")
-        try:
-            d = json.loads(payload)
-            if set(d) != {"device_id", "chunks", "chunk_size"}:
-                raise ValueError(f"fields {sorted(d)}")
-            return cls(str(d["device_id"]), tuple(d["chunks"]), d["chunk_size"])
-        except RejectedMessageError:
-            raise
-        except (ValueError, TypeError, AttributeError) as e:
-            raise RejectedMessageError(f"not a chunk request ({e})", reason="malformed") from e
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise RejectedMessageError(f"chunk request of {len(payload)} bytes is over "
+                                       f"{MAX_REQUEST_BYTES}", reason="oversize")
+        d: Any = parse_json(payload, what="chunk request", max_depth=2, error=_malformed)
+        if not isinstance(d, dict) or set(d) != {"device_id", "chunks", "chunk_size"}:
+            raise RejectedMessageError("not a chunk request: a JSON object with exactly "
+                                       "device_id, chunks, chunk_size", reason="malformed")
+        if not isinstance(d["device_id"], str) or not isinstance(d["chunks"], list):
+            raise RejectedMessageError("not a chunk request: device_id must be a string and "
+                                       "chunks a list", reason="malformed")
+        if len(d["chunks"]) > MAX_REQUEST_CHUNKS:
+            raise RejectedMessageError(f"chunk request of {len(d['chunks'])} indexes; at most "
+                                       f"{MAX_REQUEST_CHUNKS}", reason="malformed")
+        if not all(type(i) is int for i in d["chunks"]):
+            raise RejectedMessageError("chunk request: every index must be an integer",
+                                       reason="malformed")
+        return cls(d["device_id"], tuple(dict.fromkeys(d["chunks"])), d["chunk_size"])
 
 
 @dataclass(frozen=True)
@@ -170,6 +200,10 @@ class Chunk:
             raise RejectedMessageError(f"chunk {index}: data does not match its sha256",
                                        reason="forged")
         return cls(index, count, size, chunk_size, data)
+
+
+def _malformed(message: str) -> RejectedMessageError:
+    return RejectedMessageError(message, reason="malformed")
 
 
 def _check_digest(digest: str) -> None:
