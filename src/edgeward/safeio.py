@@ -12,7 +12,7 @@ manifests, policies, configs, trust-store keys, artifacts) goes through this mod
 - :func:`copy_capped` copies a file up to the size a signed statement declares;
 - :func:`parse_json` parses with depth and size limits and without lone surrogates, so a
   hostile document ends in the documented error instead of ``RecursionError`` or a
-  ``UnicodeEncodeError`` far from the parser.
+  ``UnicodeEncodeError`` far from the parser; :func:`parse_toml` likewise for TOML.
 
 Errors are :class:`~edgeward.errors.ConfigError` (exit 3) unless the caller names another
 class of the one tree; the message says which file, what was wrong and the limit.
@@ -32,8 +32,8 @@ from typing import Any
 from edgeward.errors import ConfigError, EdgewardError
 
 __all__ = ["JSON_MAX_DEPTH", "MAX_CONFIG_BYTES", "MAX_KEY_BYTES", "MAX_MANIFEST_BYTES",
-           "MAX_SIGNATURE_BYTES", "copy_capped", "open_regular", "parse_json", "read_capped",
-           "read_text_capped"]
+           "MAX_SIGNATURE_BYTES", "copy_capped", "open_regular", "parse_json", "parse_toml",
+           "read_capped", "read_text_capped"]
 
 MAX_SIGNATURE_BYTES = 16 << 20   # a DSSE envelope; a directory of 100,000 files is ~12 MB
 MAX_MANIFEST_BYTES = 16 << 20    # a bundle manifest, a report, a signed statement's payload
@@ -158,6 +158,21 @@ def parse_json(data: bytes | str, *, what: str = "document", max_depth: int = JS
     if _SURROGATE.search(text):
         _check_surrogates(value, what, error)
     return value
+
+
+def parse_toml(text: str, *, what: str = "document", error: ErrorClass = ConfigError
+               ) -> dict[str, Any]:
+    """``tomllib.loads`` for input from outside: every way it can fail (bad TOML, nesting
+    past the interpreter's recursion limit, integers longer than Python converts) is
+    ``error``, its message starting with ``what`` (the file's path, usually)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise error(f"{what}: not valid TOML (nested too deeply)") from None
+    except ValueError as e:  # TOMLDecodeError, and integers of more than 4,300 digits
+        raise error(f"{what}: not valid TOML ({e})") from None
 
 
 def _no_constant(name: str) -> Any:

@@ -48,7 +48,7 @@ def test_missing_store_and_bad_index_are_config_errors(tmp_path: Path) -> None:
         TrustStore.open(tmp_path / "none")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "index.toml").write_text("version = [")
-    with pytest.raises(ConfigError, match="not a readable TOML"):
+    with pytest.raises(ConfigError, match="not valid TOML"):
         TrustStore.open(tmp_path / "bad")
     (tmp_path / "bad" / "index.toml").write_text("version = 9")
     with pytest.raises(ConfigError, match="unsupported index version 9"):

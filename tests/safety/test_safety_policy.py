@@ -54,7 +54,7 @@ def test_errors_name_file_key_and_value(tmp_path: Path, toml: str, needles: list
 
 def test_not_toml(tmp_path: Path) -> None:
     path = _write(tmp_path, "[actions\nS1 = ")
-    with pytest.raises(PolicyError, match="not a valid TOML policy"):
+    with pytest.raises(PolicyError, match="not valid TOML"):
         load_policy(path)
 
 

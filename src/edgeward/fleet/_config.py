@@ -17,7 +17,6 @@ Relative paths are taken from the file's directory. docs/fleet.md lists every ke
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from edgeward.errors import ConfigError
 from edgeward.fleet._alerts import AlertRules
 from edgeward.fleet.protocol import BrokerOptions, broker_options_from
-from edgeward.safeio import MAX_CONFIG_BYTES, read_text_capped
+from edgeward.safeio import MAX_CONFIG_BYTES, parse_toml, read_text_capped
 
 __all__ = ["FleetConfig", "load_fleet_config"]
 
@@ -101,10 +100,7 @@ def load_fleet_config(path: Path, *, resolve_secrets: bool = True) -> FleetConfi
             message names the file, the key and the value).
     """
     text = read_text_capped(path, MAX_CONFIG_BYTES, what="fleet config")
-    try:
-        data: dict[str, Any] = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    data: dict[str, Any] = parse_toml(text, what=str(path))
     return fleet_config_from(data, base_dir=path.resolve().parent, where=str(path),
                              resolve_secrets=resolve_secrets)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from edgeward.errors import ProfileError
-from edgeward.safeio import MAX_CONFIG_BYTES, read_text_capped
+from edgeward.safeio import MAX_CONFIG_BYTES, parse_toml, read_text_capped
 
 __all__ = [
     "KNOWN_CPU_FEATURES",
@@ -217,15 +217,11 @@ def load_profile_file(path: Path) -> HardwareProfile:
         ProfileError: the file is missing, is not valid TOML, or holds a bad profile; the
             message names the file (and the field and value where one is at fault).
     """
-    import tomllib
 
     if not path.exists():
         raise ProfileError(f"{path}: no such profile file")
     text = read_text_capped(path, MAX_CONFIG_BYTES, what="profile file", error=ProfileError)
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as e:
-        raise ProfileError(f"{path}: not valid TOML ({e})") from e
+    data = parse_toml(text, what=str(path), error=ProfileError)
     return HardwareProfile.from_dict(data, source=str(path))
 
 

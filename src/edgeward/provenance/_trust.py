@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +43,7 @@ from edgeward.safeio import (
     MAX_KEY_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_SIGNATURE_BYTES,
+    parse_toml,
     read_capped,
     read_text_capped,
 )
@@ -94,10 +94,7 @@ class TrustStore:
             store._save()
             return store
         text = read_text_capped(index, MAX_MANIFEST_BYTES, what="trust index")
-        try:
-            data = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, RecursionError) as e:
-            raise ConfigError(f"{index}: not a readable TOML trust index ({e})") from None
+        data = parse_toml(text, what=str(index))
         if data.get("version") != _INDEX_VERSION:
             raise ConfigError(f"{index}: unsupported index version {data.get('version')!r:.40} "
                               f"(this edgeward reads {_INDEX_VERSION})")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.errors import PolicyError
-from edgeward.safeio import MAX_CONFIG_BYTES, read_capped
+from edgeward.safeio import MAX_CONFIG_BYTES, parse_toml, read_capped
 from edgeward.safety._hazards import HAZARD_NAMES
 from edgeward.safety._pii import NAME_MODES, PII_TYPES
 
@@ -320,9 +320,10 @@ def load_policy(path: Path) -> Policy:
     """
     raw = read_capped(path, MAX_CONFIG_BYTES, what="safety policy", error=PolicyError)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise PolicyError(f"{path}: not a valid TOML policy ({e})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{path}: the policy is not UTF-8 text (byte {e.start})") from None
+    data = parse_toml(text, what=str(path), error=PolicyError)
     return _parse(data, str(path), "sha256:" + hashlib.sha256(raw).hexdigest())
 
 
