@@ -23,7 +23,12 @@ from edgeward.device_agents import Agent, config_from_dict
 from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._probe import probe_artifact
 from edgeward.device_agents._slots import SlotStore
-from edgeward.errors import DigestMismatchError, RuntimeBackendError, UnsignedArtifactError
+from edgeward.errors import (
+    CommandRefusedError,
+    DigestMismatchError,
+    RuntimeBackendError,
+    UnsignedArtifactError,
+)
 from edgeward.fleet.protocol import encode_command, new_command
 from edgeward.provenance import Role, TrustStore, generate_key, verify_artifact
 from edgeward.safety import load_filter
@@ -72,8 +77,15 @@ def test_updates_alternate_slots_and_commit(tmp_path: Path, two_models: tuple[Si
     assert slots.journal() is None and not list(slots.root.glob(".staging-*"))
     # the installed copy is read-only, and independent of the source
     assert stat.S_IMODE(slots.artifact_path(r2.pointer).stat().st_mode) == 0o400
-    # a third update goes back into slot a, replacing the first artifact
-    r3 = slots.update(first.artifact, first.trust, health=lambda _p: None)
+    # going back to the first artifact is a downgrade: refused, nothing changes
+    with pytest.raises(CommandRefusedError) as refused:
+        slots.update(first.artifact, first.trust, health=lambda _p: None)
+    assert refused.value.reason == "downgrade" and slots.active() == r2.pointer
+    # a third artifact goes into slot a, replacing the first one
+    (tmp_path / "src").mkdir()
+    other = write_tiny_gguf(tmp_path / "src" / "tiny-v3.gguf", TinyLlamaSpec(seed=11))
+    third = sign_copy(other, tmp_path / "v3", key=first.key, trust=first.trust)
+    r3 = slots.update(third.artifact, first.trust, health=lambda _p: None)
     assert r3.pointer is not None and r3.pointer.slot == "a"
 
 

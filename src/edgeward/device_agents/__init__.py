@@ -29,7 +29,12 @@ never the fleet manager.
 """
 
 from edgeward.device_agents._agent import Agent, ReloadResult, RunningAgent
-from edgeward.device_agents._bundle import ImportResult, export_bundle, import_bundle
+from edgeward.device_agents._bundle import (
+    ImportResult,
+    bundle_artifact_digest,
+    export_bundle,
+    import_bundle,
+)
 from edgeward.device_agents._config import (
     DEFAULT_LISTEN,
     SLOTS_ARTIFACT,
@@ -45,6 +50,11 @@ from edgeward.device_agents._policy import safety_filter_for
 from edgeward.device_agents._probe import ProbeReport, probe_artifact
 from edgeward.device_agents._run import AgentRun, run_agent
 from edgeward.device_agents._slots import SlotPointer, SlotStore, UpdateResult
+from edgeward.device_agents._superseded import (
+    DowngradeAuthorisation,
+    SupersededRecord,
+    authorise_downgrade,
+)
 from edgeward.device_agents._verified import LoadedModel, ModelInfo, ModelStore
 
 __all__ = [
@@ -54,6 +64,7 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "AgentRun",
+    "DowngradeAuthorisation",
     "ImportResult",
     "LoadedModel",
     "Metrics",
@@ -65,7 +76,10 @@ __all__ = [
     "RunningAgent",
     "SlotPointer",
     "SlotStore",
+    "SupersededRecord",
     "UpdateResult",
+    "authorise_downgrade",
+    "bundle_artifact_digest",
     "config_from_dict",
     "configure_logging",
     "default_run_dir",

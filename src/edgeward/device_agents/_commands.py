@@ -12,11 +12,15 @@
 6. a ``deploy`` does not bring back an artifact the device already moved on from, unless it is
    an explicitly signed ``rollback`` (``downgrade``).
 
-The state (last version, nonces until they expire, artifacts moved on from) is in
-``STATE/commands.json``, written atomically **before** the command is acted on, so a replay
-sent while the first copy executes, or after a restart, is refused. Every refusal is a
-:class:`~edgeward.errors.CommandRefusedError` with its reason, which the agent reports as a
-signed event.
+The state (last version, nonces until they expire) is in ``STATE/commands.json``, written
+atomically **before** the command is acted on, so a replay sent while the first copy executes,
+or after a restart, is refused. The artifacts moved on from are not the gate's alone: they are
+the device's one :class:`~edgeward.device_agents._superseded.SupersededRecord`
+(``STATE/slots/superseded.json``), which the slot layer also consults, so an air-gap bundle
+cannot bring back what a ``deploy`` may not. A ``commands.json`` of an older edgeward (with its
+own ``superseded`` list) is migrated into that record when the gate first opens it. Every
+refusal is a :class:`~edgeward.errors.CommandRefusedError` with its reason, which the agent
+reports as a signed event.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.device_agents._files import atomic_write
+from edgeward.device_agents._superseded import SupersededRecord
 from edgeward.errors import CommandRefusedError, ConfigError, RejectedMessageError
 from edgeward.fleet.protocol import MAX_COMMAND_LIFETIME_S, Command, decode_command
 from edgeward.provenance import TrustStore
+from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_capped
 
 __all__ = ["CLOCK_SKEW_S", "CommandGate"]
 
 CLOCK_SKEW_S = 300.0  # seconds a command's issued_at may be ahead of the device's clock
-_HISTORY = 64  # artifact digests remembered for downgrade checks
 
 
 class CommandGate:
@@ -56,6 +61,7 @@ class CommandGate:
         self._trust_path = trust_store
         self._clock = clock
         self._lock = threading.Lock()
+        self.record = SupersededRecord(state_dir, clock=clock)
         self._state = self._load()
 
     @property
@@ -99,44 +105,44 @@ class CommandGate:
                                      reason="stale_version")
             digest = cmd.params.get("artifact_digest")
             if cmd.action == "deploy" and isinstance(digest, str) \
-                    and digest in state["superseded"]:
+                    and self.record.is_superseded(digest):
                 raise CommandRefusedError(f"command {cmd.command_id}: deploys {digest[:16]}…, an "
                                      "artifact this device moved on from; send a signed "
                                      "'rollback' to go back to it", reason="downgrade")
             new = {"last_version": cmd.version,
-                   "nonces": {**state["nonces"], cmd.nonce: cmd.expires_at},
-                   "superseded": list(state["superseded"]),
-                   "current": state.get("current")}
+                   "nonces": {**state["nonces"], cmd.nonce: cmd.expires_at}}
             self._save(new)
             self._state = new
         return cmd
 
     def deployed(self, artifact_digest: str) -> None:
         """Record that ``artifact_digest`` now runs (after a deploy or rollback committed): the
-        one it replaced becomes a downgrade for later ``deploy`` commands."""
-        with self._lock:
-            state = dict(self._state)
-            current = state.get("current")
-            superseded = [d for d in state["superseded"] if d != artifact_digest]
-            if current and current != artifact_digest:
-                superseded = [*superseded, current][-_HISTORY:]
-            state.update(current=artifact_digest, superseded=superseded)
-            self._save(state)
-            self._state = state
+        one it replaced becomes a downgrade for later ``deploy`` commands and bundle imports.
+
+        Raises:
+            ConfigError: the superseded record cannot be read or written.
+        """
+        self.record.moved_to(artifact_digest)
 
     # -- files -----------------------------------------------------------------------------
     def _load(self) -> dict[str, Any]:
+        if not self.path.exists() and not self.path.is_symlink():
+            return {"last_version": 0, "nonces": {}}
         try:
-            data = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return {"last_version": 0, "nonces": {}, "superseded": [], "current": None}
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{self.path}: unreadable ({e}); it guards against replayed "
-                              "commands, so restore it rather than delete it") from e
-        if not isinstance(data, dict) or not isinstance(data.get("last_version"), int) \
+            data = parse_json(read_capped(self.path, MAX_MANIFEST_BYTES, what="command-gate state"),
+                              what=f"command-gate state {self.path}")
+        except ConfigError as e:
+            raise ConfigError(f"{e}; it guards against replayed commands, so restore it rather "
+                              "than delete it") from e
+        if not isinstance(data, dict) or type(data.get("last_version")) is not int \
                 or not isinstance(data.get("nonces"), dict) \
-                or not isinstance(data.get("superseded"), list):
+                or not isinstance(data.get("superseded", []), list):
             raise ConfigError(f"{self.path}: not a command-gate state file")
+        if "superseded" in data or "current" in data:  # an older edgeward's file: migrate it
+            if not self.record.exists():
+                self.record.absorb(list(data["superseded"] or []), data.get("current"))
+            data = {"last_version": data["last_version"], "nonces": data["nonces"]}
+            self._save(data)
         return data
 
     @staticmethod

@@ -6,6 +6,7 @@ Layout, under the agent's state directory::
     STATE/slots/b/...                          the other slot
     STATE/slots/active.json                    the pointer: which slot serves, and whether on trial
     STATE/slots/journal.json                   the update in progress (absent when idle)
+    STATE/slots/superseded.json                the digests this device moved on from
     STATE/slots/.staging-X                     an install being copied (never served)
 
 An update is an explicit state machine whose state is on disk before each step acts, so a crash
@@ -19,7 +20,20 @@ or power loss anywhere leaves something :meth:`SlotStore.recover` can finish or 
 ``trial``       the pointer names slot X with ``trial: true`` and the old slot as ``previous``:
                 the new artifact is loaded and health-checked. A crash here means it never
                 passed its health check: recovery switches the pointer back.
-commit          the pointer is rewritten with ``trial: false``, then the journal is removed.
+commit          the pointer is rewritten with ``trial: false``, the artifact it replaced is
+                recorded as superseded, then the journal is removed (a crash in between:
+                recovery records it).
+
+Downgrades: every install (an OTA ``deploy`` and an air-gap bundle alike) is checked against
+the device's one record of superseded artifacts
+(:class:`~edgeward.device_agents._superseded.SupersededRecord`) and refused (``downgrade``)
+unless it carries a signed :class:`~edgeward.device_agents._superseded.DowngradeAuthorisation`;
+:meth:`SlotStore.revert` (a signed ``rollback``) is the other way back.
+
+Copies into a slot (the agent's one private-copy function) refuse a FIFO or a link to a
+device and never take more bytes than the regular file held when it was opened, so
+``/dev/zero`` or a growing file cannot fill the disk; signatures are read capped
+(``read_signature``).
 
 Every pointer and journal write is write-temp, fsync, rename, fsync the directory: a reader sees
 the old file or the new one, never a torn one. Whatever the pointer names was verified before it
@@ -40,14 +54,15 @@ from typing import Any, Literal
 
 from edgeward.device_agents._files import atomic_write, fsync_dir
 from edgeward.device_agents._log import log_event
+from edgeward.device_agents._superseded import DowngradeAuthorisation, SupersededRecord
 from edgeward.device_agents._verified import (
     _make_read_only,
     _private_copy,
     _remove_tree,
     default_signature,
 )
-from edgeward.errors import ConfigError, EdgewardError, UnsignedArtifactError
-from edgeward.provenance import TrustStore, canonical_json, verify_artifact
+from edgeward.errors import ConfigError, EdgewardError
+from edgeward.provenance import TrustStore, canonical_json, read_signature, verify_artifact
 
 __all__ = ["SLOTS", "SlotPointer", "SlotStore", "UpdateResult"]
 
@@ -138,6 +153,7 @@ class SlotStore:
     def __init__(self, state_dir: Path, *,
                  on_step: Callable[[str], None] | None = None) -> None:
         self.root = Path(state_dir) / "slots"
+        self.record = SupersededRecord(state_dir)
         self._on_step = on_step or (lambda _step: None)
 
     # -- reading ---------------------------------------------------------------------------
@@ -189,11 +205,16 @@ class SlotStore:
         if journal is None:
             if pointer is not None and pointer.trial:  # the journal went first: finish it
                 self._write_pointer(_replace(pointer, trial=False, previous=None))
+                self.record.moved_to(pointer.sha256)
                 return "committed"
             return "idle"
         step = journal.get("step")
         done = {"installing": "discarded_install", "installed": "kept_installed"}.get(
             str(step), "idle")
+        if step == "trial" and pointer is not None and not pointer.trial \
+                and pointer.sha256 == (journal.get("new") or {}).get("sha256"):
+            self.record.moved_to(pointer.sha256)  # committed, not yet recorded: finish it
+            done = "committed"
         if step == "trial" and pointer is not None and pointer.trial:
             previous = self._previous_pointer(journal)
             if previous is not None:
@@ -205,28 +226,31 @@ class SlotStore:
         return done
 
     # -- the update ------------------------------------------------------------------------
-    def install(self, artifact: Path, trust_store: Path, *,
-                signature: Path | None = None) -> SlotPointer:
+    def install(self, artifact: Path, trust_store: Path, *, signature: Path | None = None,
+                downgrade: DowngradeAuthorisation | None = None) -> SlotPointer:
         """Verify ``artifact``, copy it into the inactive slot and verify the copy.
+
+        Args:
+            artifact: the new artifact.
+            trust_store: the device's trust store.
+            signature: its signature (default next to it).
+            downgrade: a verified authorisation to install a superseded artifact again.
 
         Returns:
             The pointer the slot would get (not yet in force).
 
         Raises:
             ConfigError: missing files; SignatureError (UnsignedArtifactError, ...): it does
-                not verify (nothing of it is left in the slots); ResourceError: no space.
+                not verify (nothing of it is left in the slots); ResourceError: no space;
+            CommandRefusedError: ``downgrade``, it is an artifact this device moved on from
+                and ``downgrade`` does not authorise it.
         """
         artifact = Path(artifact)
         if not artifact.exists():
             raise ConfigError(f"artifact {artifact}: no such file or directory")
         signature = signature or default_signature(artifact)
-        try:
-            envelope = signature.read_bytes()
-        except FileNotFoundError:
-            raise UnsignedArtifactError(f"{artifact}: no signature at {signature}; sign it "
-                                        "with `edgeward sign`") from None
-        except OSError as e:
-            raise ConfigError(f"{signature}: cannot read ({e.strerror})") from e
+        envelope = read_signature(signature, missing=f"{artifact}: no signature at {signature}; "
+                                  "sign it with `edgeward sign`")
         store = TrustStore.open(trust_store)
         self.recover()
         current = self.active()
@@ -242,6 +266,10 @@ class SlotStore:
             digests = {s.name: s.sha256 for s in verified.subjects}
             digest = (next(iter(digests.values())) if copy.is_file()
                       else _manifest_digest(digests))
+            if self.record.check(digest, what=f"artifact {artifact}", authorisation=downgrade):
+                assert downgrade is not None
+                log_event(logging.WARNING, "downgrade_authorised", sha256=digest,
+                          key_id=downgrade.key_id, reason=downgrade.reason)
             _fsync_tree(staging)
             _make_read_only(staging)
             slot_dir = self.root / target
@@ -281,6 +309,7 @@ class SlotStore:
             raise ConfigError("commit: no update on trial")
         done = _replace(pointer, trial=False, previous=None)
         self._write_pointer(done)
+        self.record.moved_to(done.sha256)
         self._clear_journal()
         self._on_step("committed")
         log_event(logging.INFO, "update_committed", slot=done.slot, sha256=done.sha256)
@@ -303,22 +332,24 @@ class SlotStore:
         return previous
 
     def update(self, artifact: Path, trust_store: Path, *,
-               health: Callable[[Path], object], signature: Path | None = None) -> UpdateResult:
+               health: Callable[[Path], object], signature: Path | None = None,
+               downgrade: DowngradeAuthorisation | None = None) -> UpdateResult:
         """The whole flow: install, switch, health-check, then commit or roll back.
 
         Args:
             artifact: the new artifact (its signature next to it, or ``signature``).
             trust_store: the device's trust store.
             health: called with the new slot's artifact path; raises to fail the check.
+            downgrade: a verified authorisation to install a superseded artifact again.
 
         Returns:
             The result; a failed health check is a result (rolled back), not an exception.
 
         Raises:
             ConfigError, SignatureError, ResourceError: the install itself failed (the active
-                slot is untouched).
+                slot is untouched); CommandRefusedError: a downgrade (nothing installed).
         """
-        new = self.install(artifact, trust_store, signature=signature)
+        new = self.install(artifact, trust_store, signature=signature, downgrade=downgrade)
         trial = self.switch(new)
         try:
             health(self.artifact_path(trial))
@@ -346,7 +377,9 @@ class SlotStore:
         if len(names) != 1:
             raise ConfigError(f"rollback: slot {other} holds no previous artifact")
         artifact = names[0]
-        envelope = artifact.with_name(artifact.name + _ENVELOPE_SUFFIX).read_bytes()
+        sig = artifact.with_name(artifact.name + _ENVELOPE_SUFFIX)
+        envelope = read_signature(sig, missing=f"rollback: slot {other} has no signature at "
+                                  f"{sig}")
         verified = verify_artifact(artifact, envelope, TrustStore.open(trust_store))
         digests = {s.name: s.sha256 for s in verified.subjects}
         digest = (next(iter(digests.values())) if artifact.is_file()
