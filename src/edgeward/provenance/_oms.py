@@ -41,7 +41,6 @@ __all__ = ["OMS_PREDICATE_TYPE", "OMS_SUFFIX", "oms_signature_path_for", "sign_o
 OMS_SUFFIX = ".oms.sig"
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 _BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
-_GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")  # model-signing's defaults
 
 
 def oms_signature_path_for(artifact: Path) -> Path:
@@ -191,9 +190,10 @@ def verify_oms(path: Path, raw: bytes, trust_store: TrustStore, *, role: Role | 
     statement = Statement.from_dict(verified.json())
     subjects = _resources(statement, path)
     ser = statement.predicate.get("serialization") or {}
-    names = {s.name for s in subjects}
-    ignore = tuple(str(p) for p in ser.get("ignore_paths") or ()) + tuple(
-        g for g in _GIT_PATHS if g not in names)
+    # Only what the signature itself declares out of scope (signed ``ignore_paths``; model-
+    # signing's default lists the git paths) is skipped: an added .git* file is refused
+    # like any other extra file when the signature does not say it ignored it.
+    ignore = tuple(str(p) for p in ser.get("ignore_paths") or ())
     check_files(path, {s.name: s.sha256 for s in subjects}, ignore=ignore,
                 hash_config=hash_config)
     return VerifiedArtifact(path, verified.key_id, verified.key, statement, subjects,
