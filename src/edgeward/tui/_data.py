@@ -18,6 +18,7 @@ from typing import Any, Literal
 from edgeward.errors import EdgewardError
 from edgeward.fleet import summarize
 from edgeward.hardware_profiles import HardwareProfile
+from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_capped
 
 __all__ = [
     "DeviceRow",
@@ -138,8 +139,8 @@ def _report_of(path: Path) -> dict[str, Any] | None:
                   else [path.with_name(path.name + s) for s in _REPORT_SUFFIXES])
     for c in candidates:
         try:
-            doc = json.loads(c.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            doc = parse_json(read_capped(c, MAX_MANIFEST_BYTES, what="report"))
+        except EdgewardError:
             continue
         if isinstance(doc, dict):
             return doc
@@ -155,7 +156,7 @@ def _signature(path: Path, trust_store: Path | None) -> tuple[str, str | None]:
     from edgeward.provenance import TrustStore, verify_artifact
 
     try:
-        verified = verify_artifact(path, envelope.read_bytes(), TrustStore.open(trust_store))
+        verified = verify_artifact(path, envelope, TrustStore.open(trust_store))
     except EdgewardError as e:
         return f"INVALID: {e}", None
     except OSError as e:
