@@ -1,5 +1,6 @@
 """The agent's telemetry client with a fake broker connection: store-and-forward, order,
-at-least-once re-sends, birth/Last Will/offline, seq across restarts, backoff, config."""
+at-least-once re-sends, birth/Last Will/offline, seq across restarts, backoff, config, and the
+fleet's end-to-end acknowledgements (the fake broker plays the fleet manager too)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from edgeward.errors import ChannelError, ConfigError
 from edgeward.fleet.protocol import (
     BrokerOptions,
     DeviceState,
+    FleetAck,
     HealthSample,
     Message,
     StateMessage,
     WireMessage,
+    ack_topic,
     decode,
 )
 from edgeward.provenance import PrivateKey, Role, TrustStore
@@ -68,6 +71,8 @@ class FakeLink:
                 self.broker.unrouted -= 1
             self.on_ack(self.token, "refused" if refused else
                         "unrouted" if unrouted else "delivered")
+            if not (refused or unrouted):
+                self.broker.store(message)
         else:
             self.broker.unacked.append((self, self.token))
         return self.token
@@ -90,6 +95,20 @@ class FakeBroker:
         self.unacked: list[tuple[FakeLink, int]] = []
         self.links: list[FakeLink] = []
         self.attempts = 0
+        # The fleet manager behind the broker: ``fleet`` is the client's receive(); while
+        # ``fleet_up``, each delivered message is "stored" and acknowledged at once.
+        self.fleet: Callable[[str, bytes], None] | None = None
+        self.fleet_up = True
+        self.stored: list[int] = []
+
+    def store(self, message: WireMessage) -> None:
+        if self.fleet is None or not self.fleet_up or message.topic.endswith("/state"):
+            return
+        m = _decode(message)
+        assert not isinstance(m, StateMessage)
+        self.stored.append(m.seq)
+        (ack,) = FleetAck.for_seqs(m.device_id, [m.seq])
+        self.fleet(ack.wire().topic, ack.wire().payload)
 
     def __call__(self, *, will: WireMessage, on_ack: AckCallback,
                  on_lost: LostCallback) -> FakeLink:
@@ -134,8 +153,10 @@ def _wait(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def _client(tmp_path: Path, broker: FakeBroker, **kw: object) -> TelemetryClient:
-    return TelemetryClient(_config(tmp_path, **kw), KEY, connector=broker,
-                           rng=random.Random(1), clock=lambda: 1_750_000_000.0)
+    c = TelemetryClient(_config(tmp_path, **kw), KEY, connector=broker,
+                        rng=random.Random(1), clock=lambda: 1_750_000_000.0)
+    broker.fleet = c.receive
+    return c
 
 
 def test_birth_first_then_telemetry_in_order_then_offline(tmp_path: Path) -> None:
@@ -247,6 +268,7 @@ def test_the_health_timer_survives_a_failing_callback(tmp_path: Path) -> None:
 
     c = TelemetryClient(_config(tmp_path, health_interval_s=0.02), KEY, health=flaky,
                         connector=broker)
+    broker.fleet = c.receive
     c.start()
     assert _wait(lambda: len(broker.seqs()) >= 2)
     c.stop()
@@ -290,3 +312,79 @@ def test_config_from_a_toml_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                                      device_id="pi-01", base_dir=tmp_path)
     with pytest.raises(ConfigError, match="health_interval_s"):
         _config(tmp_path, health_interval_s=0)
+
+
+def test_a_message_the_broker_took_stays_spooled_until_the_fleet_stored_it(
+        tmp_path: Path) -> None:
+    broker = FakeBroker()
+    broker.fleet_up = False  # the broker takes everything (PUBACK), no manager stores it
+    c = _client(tmp_path, broker, ack_timeout_s=0.2)
+    c.start()
+    for _ in range(3):
+        c.publish_health(HealthSample(uptime_s=1.0))
+    assert _wait(lambda: len(broker.seqs()) >= 3)
+    assert c.status().queued == 3  # a broker's PUBACK is not the fleet's word
+    assert _wait(lambda: len(broker.seqs()) >= 6)  # no acknowledgement in time: sent again
+    broker.fleet_up = True
+    assert _wait(lambda: c.status().queued == 0)
+    c.stop()
+    assert broker.stored == [1, 2, 3]
+    assert broker.seqs()[:6] == [1, 2, 3, 1, 2, 3]  # in order, again
+
+
+def test_a_reconnect_resends_what_the_fleet_did_not_confirm(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    broker.fleet_up = False  # e.g. a bystander took them; the broker is killed before the
+    c = _client(tmp_path, broker)  # manager resubscribed: PUBACKed, never stored
+    c.start()
+    for _ in range(4):
+        c.publish_health(HealthSample(uptime_s=1.0))
+    assert _wait(lambda: len(broker.seqs()) == 4)
+    broker.drop()
+    broker.fleet_up = True
+    broker.up = True
+    assert _wait(lambda: c.status().queued == 0)  # the new connection sends them again
+    c.stop()
+    assert broker.stored == [1, 2, 3, 4] and broker.seqs() == [1, 2, 3, 4, 1, 2, 3, 4]
+
+
+def test_only_a_well_formed_ack_for_this_device_drops_messages(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    broker.fleet_up = False
+    c = _client(tmp_path, broker)
+    c.start()
+    for _ in range(3):
+        c.publish_health(HealthSample(uptime_s=1.0))
+    assert _wait(lambda: len(broker.seqs()) == 3)
+    mine, theirs = ack_topic("pi-01"), ack_topic("pi-02")
+    other = FleetAck.for_seqs("pi-02", [1, 2, 3])[0].wire().payload
+    for topic, payload in ((mine, b"{"), (mine, b"[" * 5000), (mine, other),
+                           (mine, b'{"_type": "https://edgeward.dev/fleet/ack/v1", '
+                                  b'"device_id": "pi-01", "stored": [[3, 1]]}'),
+                           (mine, b"x" * 100_000), (theirs, other)):
+        c.receive(topic, payload)
+    time.sleep(0.2)
+    assert c.status().queued == 3 and c.bad_acks == 5  # the last went to no handler
+    ack = FleetAck.for_seqs("pi-01", [1, 3])[0]
+    c.receive(ack.wire().topic, ack.wire().payload)
+    assert _wait(lambda: c.status().queued == 1)
+    c.stop(timeout_s=0.1)
+
+
+def test_without_fleet_acks_the_broker_ack_is_enough(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    broker.fleet_up = False
+    c = _client(tmp_path, broker, fleet_acks=False)
+    c.start()
+    c.publish_health(HealthSample(uptime_s=1.0))
+    assert c.flush(5)
+    c.stop()
+    cfg = TelemetryConfig.from_mapping({"broker": "mqtt://b", "fleet_acks": False,
+                                        "ack_timeout_s": 3, "ack_window": 10},
+                                       device_id="pi-01", base_dir=tmp_path)
+    assert (cfg.fleet_acks, cfg.ack_timeout_s, cfg.ack_window) == (False, 3.0, 10)
+    with pytest.raises(ConfigError, match="fleet_acks"):
+        TelemetryConfig.from_mapping({"broker": "mqtt://b", "fleet_acks": "no"},
+                                     device_id="pi-01", base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="ack_timeout_s"):
+        _config(tmp_path, ack_timeout_s=0)

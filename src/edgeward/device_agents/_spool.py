@@ -2,9 +2,11 @@
 
 Every signed health report, event and provenance report goes into this SQLite file first (its
 ``seq`` allocated in the same transaction, so a ``seq`` is never reused, even after a crash or a
-power cut with ``durable=True``), and leaves it only when the broker acknowledged it (PUBACK). So
-telemetry made while the broker is unreachable is delivered later, in order, and a connection
-that dies with messages in flight re-sends them (the fleet stores each ``(device, seq)`` once).
+power cut with ``durable=True``), and leaves it only when the fleet manager acknowledged that
+it stored it (:class:`~edgeward.fleet.protocol.FleetAck`, :meth:`Spool.remove_seqs`; or, with
+fleet acknowledgements turned off, when the broker acknowledged it: PUBACK). So telemetry made
+while the broker is unreachable is delivered later, in order, and whatever a broker restart or
+a connection that dies loses is sent again (the fleet stores each ``(device, seq)`` once).
 
 The bound (``max_bytes``, ``max_messages``) is kept by this drop policy, in order:
 
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
+CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -221,6 +224,14 @@ class Spool:
             self._set(counter, self._get(counter) + 1)
         return True
 
+    def oldest_seq(self) -> int | None:
+        """The lowest ``seq`` queued (``None`` when the spool is empty)."""
+        def run() -> int | None:
+            row = self._db.execute("SELECT MIN(seq) FROM outbox").fetchone()
+            return None if row[0] is None else int(row[0])
+        with self._lock:
+            return self._guard(run)
+
     def peek(self, after_id: int, limit: int) -> list[SpooledMessage]:
         """The oldest ``limit`` queued messages with an id above ``after_id``, in order."""
         def run() -> list[SpooledMessage]:
@@ -249,6 +260,31 @@ class Spool:
                     self._bytes -= int(row[0])
         with self._lock:
             self._guard(run)
+
+    def remove_seqs(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+        """Remove the messages whose ``seq`` lies in one of the inclusive ``ranges`` (the
+        fleet stored them).
+
+        Returns:
+            The ids of the messages removed (seqs not queued, e.g. already removed, are
+            ignored).
+        """
+        wanted = list(ranges)
+        if not wanted:
+            return []
+
+        def run() -> list[int]:
+            self._db.execute("BEGIN IMMEDIATE")
+            gone = [row for first, last in wanted for row in self._db.execute(
+                "DELETE FROM outbox WHERE seq BETWEEN ? AND ? RETURNING id, LENGTH(payload)",
+                (first, last)).fetchall()]
+            self._db.execute("COMMIT")
+            for _, size in gone:
+                self._count -= 1
+                self._bytes -= int(size)
+            return [int(i) for i, _ in gone]
+        with self._lock:
+            return self._guard(run)
 
     def _resync(self) -> None:
         row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) "

@@ -10,9 +10,14 @@ client then publishes, on the topics of :mod:`edgeward.fleet.protocol`:
 - signed events and the retained, signed provenance report when the agent calls for them.
 
 Every signed message goes through the on-disk :class:`~edgeward.device_agents._spool.Spool`
-first and is removed when the broker acknowledges it, so nothing made while the broker is down
-is lost; it is flushed in order after reconnecting. Reconnects back off exponentially with
-jitter. Example::
+first and is removed only when the fleet manager acknowledges that it stored it (a
+:class:`~edgeward.fleet.protocol.FleetAck` on the device's ``ack`` topic; with
+``fleet_acks = false``, when the broker acknowledges it). A broker's PUBACK is not enough: a
+broker that is killed before it persisted a message, or that hands it to another subscriber
+while no manager is subscribed (right after a restart), loses it. So nothing made while the
+broker is down is lost: it is flushed in order after reconnecting, everything not acknowledged
+by the fleet is sent again on each new connection and after ``ack_timeout_s``, and the fleet
+stores each ``(device, seq)`` once. Reconnects back off exponentially with jitter. Example::
 
     client = TelemetryClient(config, device_key, health=lambda: HealthSample(uptime_s=...))
     client.start()
@@ -42,18 +47,20 @@ from edgeward.device_agents._telemetry_link import (
     PahoConnector,
     backoff_delay,
 )
-from edgeward.errors import ChannelError, ConfigError, EdgewardError
+from edgeward.errors import ChannelError, ConfigError, EdgewardError, RejectedMessageError
 from edgeward.fleet.protocol import (
     Attestation,
     DeviceState,
     DeviceTopic,
     EventMessage,
+    FleetAck,
     HealthReport,
     HealthSample,
     Kind,
     ProvenanceReport,
     StateMessage,
     WireMessage,
+    ack_topic,
     encode,
 )
 from edgeward.provenance import Envelope, PrivateKey
@@ -63,6 +70,7 @@ __all__ = ["TelemetryClient", "TelemetryConfig", "TelemetryStatus"]
 log = logging.getLogger("edgeward.telemetry")
 _STATE = -1  # the in-flight marker of a state message (not in the spool)
 _UNROUTED_RETRY_S = 1.0  # seconds before a message no subscriber took is sent again
+_MAX_ACK_BACKOFF = 3  # the fleet-ack timeout doubles at most this many times (x8)
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,9 @@ class _LinkState:
     sent_upto: int = 0  # the last spool id published on this link
     retry_from: int | None = None  # the first unrouted spool id, to send again
     retry_at: float = 0.0  # when (monotonic seconds)
+    # spool id -> when to send it again unless the fleet acknowledged it (monotonic seconds);
+    # in the order sent, so the first entry is due first
+    unacked: dict[int, float] = field(default_factory=dict)
 
 
 class TelemetryClient:
@@ -106,6 +117,9 @@ class TelemetryClient:
         on_command: called with ``(topic, payload)`` of each message on the device's command
             topic (the default connector subscribes to it when this is given), on the network
             thread: hand it off, do not block.
+
+    The default connector also subscribes to the device's ``ack`` topic (with
+    ``config.fleet_acks``); a custom connector hands what arrives to :meth:`receive`.
         clock: seconds since the epoch, for message times.
         rng: the jitter's source of randomness.
 
@@ -121,10 +135,13 @@ class TelemetryClient:
         self.config = config
         self._key = device_key
         self._health = health
-        commands = (str(DeviceTopic(config.device_id, Kind.CMD)),) if on_command else ()
+        self._on_command = on_command
+        self._ack_topic = ack_topic(config.device_id)
+        topics = ((str(DeviceTopic(config.device_id, Kind.CMD)),) if on_command else ()) + \
+            ((self._ack_topic,) if config.fleet_acks else ())
         self._connector = connector or PahoConnector(
-            config.broker, client_id=config.device_id, subscriptions=commands,
-            on_message=on_command)
+            config.broker, client_id=config.device_id, subscriptions=topics,
+            on_message=self.receive if topics else None)
         self._clock = clock
         self._rng = rng or random.Random()
         self._spool = Spool(config.spool)
@@ -132,6 +149,9 @@ class TelemetryClient:
         self._stopping = threading.Event()
         self._stop_health = threading.Event()
         self._acks: deque[tuple[int, int, Ack]] = deque()  # (link generation, token, ack)
+        self._fleet_acks: deque[FleetAck] = deque()  # what the fleet says it stored
+        self._ack_timeouts = 0  # fleet-ack timeouts in a row (the timeout doubles)
+        self.bad_acks = 0  # acknowledgements refused (malformed, another device's)
         self._generation = 0
         self._link: _LinkState | None = None
         self._lost: str | None = None
@@ -257,11 +277,18 @@ class TelemetryClient:
         self._spool.close()
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait until the spool is empty (everything acknowledged); False on timeout."""
+        """Wait until everything queued so far is acknowledged (by the fleet, with
+        ``fleet_acks``; messages queued meanwhile may still be on their way); False on
+        timeout."""
+        upto = self._spool.counter("seq")
         deadline = time.monotonic() + timeout_s
-        while self._spool.depth and time.monotonic() < deadline:
+
+        def done() -> bool:
+            oldest = self._spool.oldest_seq()
+            return oldest is None or oldest > upto
+        while not done() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return self._spool.depth == 0
+        return done()
 
     def status(self) -> TelemetryStatus:
         """A snapshot of the connection and the spool (after :meth:`stop`: the last one)."""
@@ -274,6 +301,25 @@ class TelemetryClient:
             queued_bytes=self._spool.size_bytes,
             dropped_health=self._spool.counter("dropped_health"), refused=self._refused,
             reconnects=self._reconnects, last_error=self._last_error)
+
+    def receive(self, topic: str, payload: bytes) -> None:
+        """A message from the broker on one of the device's subscriptions (network thread).
+
+        The fleet's acknowledgements are queued for the sender, which drops what they name
+        from the spool; commands go to ``on_command``. A malformed acknowledgement is counted
+        (``bad_acks``) and ignored: the messages it would name are simply sent again.
+        """
+        if topic == self._ack_topic and self.config.fleet_acks:
+            try:
+                ack = FleetAck.parse(topic, payload, device_id=self.config.device_id)
+            except RejectedMessageError as e:
+                self.bad_acks += 1
+                log.warning("ignored a fleet acknowledgement (%s): %s", e.reason, e)
+                return
+            self._fleet_acks.append(ack)
+            self._wake.set()
+        elif self._on_command is not None:
+            self._on_command(topic, payload)
 
     # -- the health timer ------------------------------------------------------------------
     def _run_health(self) -> None:
@@ -348,10 +394,15 @@ class TelemetryClient:
                     st.link.close()
                     return
                 room = self.config.inflight - len(st.inflight)
+                if self.config.fleet_acks:
+                    room = min(room, self.config.ack_window - len(st.unacked))
                 flying = set(st.inflight.values())
                 for m in self._spool.peek(st.sent_upto, room) if room > 0 else []:
                     if m.id not in flying:
                         st.inflight[st.link.publish(m.wire)] = m.id
+                        if self.config.fleet_acks:
+                            st.unacked.pop(m.id, None)  # to the end: sent now
+                            st.unacked[m.id] = time.monotonic() + self._ack_timeout()
                     st.sent_upto = m.id
                 self._settle_acks(st)
                 self._wake.wait(0.5)
@@ -381,11 +432,43 @@ class TelemetryClient:
                     st.retry_from = row
                     st.retry_at = time.monotonic() + _UNROUTED_RETRY_S
                 continue
-            done.append(row)
             if ack == "refused":
                 self._refused += 1  # the broker refused it (ACL): re-sending cannot help
                 log.warning("the broker refused a message (not authorized?)")
+                st.unacked.pop(row, None)
+            elif self.config.fleet_acks:
+                continue  # the broker has it; it leaves the spool when the fleet stored it
+            done.append(row)
         self._spool.remove(i for i in done if i != _STATE)
-        if st.retry_from is not None and time.monotonic() >= st.retry_at:
+        self._settle_fleet_acks(st)
+        now = time.monotonic()
+        if st.retry_from is not None and now >= st.retry_at:
             st.sent_upto = min(st.sent_upto, st.retry_from - 1)
             st.retry_from = None
+        if st.unacked:
+            first, due = next(iter(st.unacked.items()))
+            if now >= due:
+                # The fleet did not confirm it in time (a broker restart lost it, or no manager
+                # took it): send it, and what follows, again. Copies are stored once.
+                self._ack_timeouts = min(self._ack_timeouts + 1, _MAX_ACK_BACKOFF)
+                log.info("no fleet acknowledgement for %d message(s) within %.1f s; sending "
+                         "them again", len(st.unacked), self.config.ack_timeout_s)
+                st.sent_upto = min(st.sent_upto, first - 1)
+                st.unacked.clear()
+
+    def _ack_timeout(self) -> float:
+        return float(self.config.ack_timeout_s * 2 ** self._ack_timeouts)
+
+    def _settle_fleet_acks(self, st: _LinkState | None) -> None:
+        """Drop what the fleet stored from the spool (and from the link's unacknowledged)."""
+        ranges: list[tuple[int, int]] = []
+        while self._fleet_acks:
+            ranges.extend(self._fleet_acks.popleft().stored)
+        if not ranges:
+            return
+        removed = self._spool.remove_seqs(ranges)
+        if removed:
+            self._ack_timeouts = 0
+        if st is not None:
+            for i in removed:
+                st.unacked.pop(i, None)

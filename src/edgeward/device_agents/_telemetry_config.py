@@ -27,6 +27,12 @@ class TelemetryConfig:
             exponential backoff (each delay is jittered down by up to half).
         inflight: messages published and not yet acknowledged, at most.
         drain_timeout_s: how long :meth:`TelemetryClient.stop` tries to deliver what is queued.
+        fleet_acks: keep each message in the spool until the fleet manager acknowledges that
+            it stored it (``edgeward/v1/devices/DEVICE/ack``), not just until the broker took
+            it; ``False`` only for a broker without an edgeward fleet manager behind it.
+        ack_timeout_s: send a message again when the fleet has not acknowledged it this long
+            after the broker took it (doubled after each such timeout, up to 8 times).
+        ack_window: messages sent and not yet acknowledged by the fleet, at most.
     """
 
     device_id: str
@@ -37,6 +43,9 @@ class TelemetryConfig:
     reconnect_max_s: float = 60.0  # seconds
     inflight: int = 32  # messages
     drain_timeout_s: float = 5.0  # seconds
+    fleet_acks: bool = True
+    ack_timeout_s: float = 10.0  # seconds
+    ack_window: int = 2000  # messages
 
     def __post_init__(self) -> None:
         check_device_id(self.device_id)
@@ -48,6 +57,10 @@ class TelemetryConfig:
                               f"{self.reconnect_min_s!r} and {self.reconnect_max_s!r}")
         if not 1 <= self.inflight <= 65535:
             raise ConfigError(f"inflight must be 1..65535 messages, got {self.inflight!r}")
+        if not 0.1 <= self.ack_timeout_s <= 3600 or not 1 <= self.ack_window <= 1_000_000:
+            raise ConfigError(f"ack_timeout_s must be 0.1..3600 seconds and ack_window "
+                              f"1..1000000 messages, got {self.ack_timeout_s!r} and "
+                              f"{self.ack_window!r}")
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any], *, device_id: str,
@@ -66,8 +79,14 @@ class TelemetryConfig:
                                    "spool_max_messages": "max_messages"}, int)
         spool = SpoolConfig(path=base_dir / str(spool_path), **spool_opts)
         numbers = _typed(rest, {k: k for k in ("health_interval_s", "reconnect_min_s",
-                                               "reconnect_max_s", "drain_timeout_s")}, float)
-        ints = _typed(rest, {"inflight": "inflight"}, int)
+                                               "reconnect_max_s", "drain_timeout_s",
+                                               "ack_timeout_s")}, float)
+        ints = _typed(rest, {"inflight": "inflight", "ack_window": "ack_window"}, int)
+        if "fleet_acks" in rest:
+            flag = rest.pop("fleet_acks")
+            if not isinstance(flag, bool):
+                raise ConfigError(f"[telemetry]: fleet_acks = {flag!r} must be true or false")
+            ints["fleet_acks"] = flag
         if rest:
             raise ConfigError(f"[telemetry]: unknown key(s) {sorted(rest)}")
         return cls(device_id=device_id, broker=broker, spool=spool, **numbers, **ints)

@@ -9,6 +9,7 @@ slowly. Example::
     with MosquittoBroker(BrokerSpec(directory=tmp)) as broker:
         print(broker.url)            # mqtt://127.0.0.1:PORT
         broker.stop(); broker.start()  # an outage; same port, persistence kept
+        broker.kill(); broker.start()  # a crash: what was not saved is gone
 
 docs/fleet.md shows the production configuration these files are modelled on.
 """
@@ -248,6 +249,14 @@ class MosquittoBroker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(_STOP_TIMEOUT_S)
+
+    def kill(self) -> None:
+        """Kill the broker (SIGKILL): a crash, so it saves nothing it had not saved before."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait(_STOP_TIMEOUT_S)
 
     def __enter__(self) -> MosquittoBroker:
         return self.start()

@@ -5,9 +5,13 @@ device topics with an MQTT 5 shared subscription (``$share/GROUP/...``) when the
 MQTT 5, so several managers split the load, and plainly otherwise (then run one). Its network
 thread receives and verifies each message (:class:`~edgeward.fleet._ingest.Ingestor`) and
 collects a batch; the writer thread (:class:`~edgeward.fleet._writer.Writer`) commits it in one
-transaction; only then are its messages acknowledged to the broker (manual PUBACK). So a
-manager that dies loses nothing: the broker re-sends what it had not acknowledged, and the
-store keeps each ``(device, seq)`` once.
+transaction; only then are its messages acknowledged to the broker (manual PUBACK), and the
+devices told what is stored: a :class:`~edgeward.fleet.protocol.FleetAck` per device on
+``edgeward/v1/devices/DEVICE/ack`` names the stored seqs (copies of what was stored before
+included), and only then does a device drop them from its spool. So a manager that dies loses
+nothing (the broker re-sends what it had not acknowledged), and neither does a broker that
+dies or restarts, with or without other subscribers: what the fleet did not confirm, the
+devices send again, and the store keeps each ``(device, seq)`` once.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ from edgeward.fleet._config import FleetConfig
 from edgeward.fleet._ingest import Ingestor, Registry
 from edgeward.fleet._store import Store, iso_time, open_store
 from edgeward.fleet._writer import Batch, Writer
-from edgeward.fleet.protocol import Connection, client_id_for, connect, fleet_filters
+from edgeward.fleet.protocol import (
+    Connection,
+    FleetAck,
+    StateMessage,
+    client_id_for,
+    connect,
+    fleet_filters,
+)
 from edgeward.provenance import TrustStore
 
 __all__ = ["FleetManager", "ManagerReport"]
@@ -38,6 +49,21 @@ log = logging.getLogger("edgeward.fleet")
 _SUBACK_TIMEOUT_S = 10.0  # seconds
 _SWITCH_INTERVAL_S = 0.001  # seconds; see FleetManager.run
 _RECONNECT_MAX_S = 5.0  # seconds: a manager away from its broker misses messages; come back soon
+
+
+class _AckIds(list[int]):
+    """A batch's MQTT message ids to acknowledge, and the ``(device, seqs)`` it holds, which
+    the devices are told are stored once the writer committed the batch."""
+
+    stored: dict[str, list[int]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = {}
+
+
+def _new_batch(generation: int) -> Batch:
+    return Batch(generation, acks=_AckIds())
 
 
 _switch = {"users": 0, "saved": 0.005}
@@ -105,7 +131,9 @@ class FleetManager:
         self.ingestor = Ingestor(self.registry, clock=clock)
         self.alerts = AlertEngine(config.alerts)
         self._generation = 0
-        self._batch = Batch(0)
+        self._batch = _new_batch(0)
+        self._device_acks: dict[str, set[int]] = {}  # stored, not yet told to the device
+        self.device_acks_sent = 0  # acknowledgement messages published to devices
         self._writer: Writer | None = None
         self._started_at = clock()
         self._version: str | None = None
@@ -132,8 +160,13 @@ class FleetManager:
                     qos=msg.qos)
 
     def _submit(self) -> None:
-        batch, self._batch = self._batch, Batch(self._generation)
+        batch, self._batch = self._batch, _new_batch(self._generation)
         if (batch.accepted or batch.acks) and self._writer is not None:
+            if isinstance(batch.acks, _AckIds):
+                for a in batch.accepted:
+                    if not isinstance(a.message, StateMessage):
+                        batch.acks.stored.setdefault(a.message.device_id, []).append(
+                            a.message.seq)
             self._writer.submit(batch)
 
     def _send_acks(self, client: mqtt.Client) -> None:
@@ -143,6 +176,18 @@ class FleetManager:
             if generation == self._generation:
                 for mid in mids:
                     client.ack(mid, 1)
+            if isinstance(mids, _AckIds):  # committed: stored, whatever the connection
+                for device, seqs in mids.stored.items():
+                    self._device_acks.setdefault(device, set()).update(seqs)
+        # One acknowledgement per device for what was committed since the last call (the
+        # writer merges batches under load, so these grow with it rather than multiply).
+        pending, self._device_acks = self._device_acks, {}
+        for device, stored in pending.items():
+            for ack in FleetAck.for_seqs(device, stored):
+                wire = ack.wire()
+                # Lost if the connection is gone: the device then sends those again.
+                client.publish(wire.topic, wire.payload, qos=wire.qos, retain=wire.retain)
+                self.device_acks_sent += 1
 
     def counters(self) -> dict[str, int]:
         """The ingest counters so far."""

@@ -40,6 +40,7 @@ from edgeward.fleet.protocol._commands import (
     new_command,
 )
 from edgeward.fleet.protocol._config import BROKER_KEYS, broker_options_from
+from edgeward.fleet.protocol._fleet_ack import ACK_TYPE, FleetAck, ack_topic
 from edgeward.fleet.protocol._messages import (
     MAX_SEQ,
     Attestation,
@@ -72,6 +73,7 @@ from edgeward.fleet.protocol._topics import (
 from edgeward.fleet.protocol._values import MAX_CATEGORIES
 
 __all__ = [
+    "ACK_TYPE",
     "BROKER_KEYS",
     "COMMAND_ACTIONS",
     "MAX_CATEGORIES",
@@ -89,6 +91,7 @@ __all__ = [
     "DeviceState",
     "DeviceTopic",
     "EventMessage",
+    "FleetAck",
     "HealthReport",
     "HealthSample",
     "Kind",
@@ -99,6 +102,7 @@ __all__ = [
     "Rejection",
     "StateMessage",
     "WireMessage",
+    "ack_topic",
     "broker_options_from",
     "check_device_id",
     "client_id_for",
