@@ -439,8 +439,10 @@ class Agent:
             if on_ready is not None:
                 on_ready(self.url)
 
-        self._server = AgentServer(build_app(self), grace_s=cfg.shutdown_deadline_s + 2,
-                                   on_started=started)
+        self._server = AgentServer(
+            build_app(self), grace_s=cfg.shutdown_deadline_s + 2, on_started=started,
+            on_shed=lambda reason: self.metrics.inc("edgeward_agent_rejected_total",
+                                                    reason=reason))
         signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if handle_signals else ()
         for sig in signals:
             self._loop.add_signal_handler(sig, self._on_signal, sig)
