@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +45,7 @@ from edgeward.device_agents._openai import (
     parse_embeddings,
 )
 from edgeward.errors import ConfigError, EdgewardError
+from edgeward.safeio import parse_json
 
 if TYPE_CHECKING:
     from edgeward.device_agents._agent import Agent
@@ -131,16 +131,20 @@ class _Api:
             self._reject("body_too_large", request)
             raise too_big
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                self._reject("body_too_large", request)
-                raise too_big
-            chunks.append(chunk)
         try:
-            body = json.loads(b"".join(chunks))
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not JSON ({e})", code="invalid_json") from e
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    self._reject("body_too_large", request)
+                    raise too_big
+                chunks.append(chunk)
+        except ClientDisconnect:  # gone (or cut off by the body deadline): nobody to answer
+            raise ApiError(400, "the client went away before its request body arrived",
+                           code="incomplete_body") from None
+        try:  # depth and size limits, no lone surrogates, no NaN: a client's mistake is a 400
+            body = parse_json(b"".join(chunks), what="request body", error=ConfigError)
+        except ConfigError as e:
+            raise ApiError(400, f"{e}; send one JSON object", code="invalid_json") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
         model = body.get("model")
@@ -328,15 +332,22 @@ class _CountRequests:
             return
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_counted(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, send_counted)
+        except Exception as e:
+            # Starlette re-raises after its handler answered 500 (and logged the traceback);
+            # raised further, Uvicorn would log it a second time and close the connection.
+            if started and status != 500:  # failed mid-response: not logged yet
+                logging.getLogger("edgeward.agent").error(
+                    "unexpected error in %s", scope["path"], exc_info=e)
         finally:
             path = scope["path"] if scope["path"] in _ENDPOINTS else "other"
             self.metrics.inc("edgeward_agent_requests_total", endpoint=path, code=str(status))

@@ -30,8 +30,8 @@ from edgeward.errors import ConfigError
 from edgeward.runtimes import ChatMessage, Embeddings, GenerationStats, SamplingParams
 from edgeward.safety import Stage, Verdict
 
-__all__ = ["DONE", "ApiError", "ChunkWriter", "EmbeddingRequest", "GenerationRequest",
-           "embeddings_response", "error_body", "parse_chat", "parse_completion",
+__all__ = ["DONE", "RANGES", "ApiError", "ChunkWriter", "EmbeddingRequest", "GenerationRequest",
+           "Range", "embeddings_response", "error_body", "parse_chat", "parse_completion",
            "parse_embeddings"]
 
 DONE = b"data: [DONE]\n\n"
@@ -102,67 +102,147 @@ class EmbeddingRequest:
     encoding_format: Literal["float", "base64"]
 
 
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of one numeric request field (docs/agent.md lists them).
+
+    Attributes:
+        integer: only integers (``true``/``false`` never count as numbers).
+        low, high: the bounds; ``open_low``/``open_high`` exclude them.
+    """
+
+    integer: bool
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def __str__(self) -> str:
+        def show(v: float) -> str:
+            return f"{v:g}" if not self.integer or abs(v) < 1e6 else f"{int(v):,}"
+        return (f"{'(' if self.open_low else '['}{show(self.low)}, {show(self.high)}"
+                f"{')' if self.open_high else ']'}")
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is within the bounds."""
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+
+_INT32 = 2**31 - 1
+# Every numeric field a request may carry. max_tokens above the agent's max_tokens_cap is
+# lowered to it (documented); outside these ranges it is a 400 naming the field and range.
+RANGES: dict[str, Range] = {
+    "max_tokens": Range(True, 1, _INT32), "max_completion_tokens": Range(True, 1, _INT32),
+    "temperature": Range(False, 0.0, 10.0), "top_p": Range(False, 0.0, 1.0, open_low=True),
+    "top_k": Range(True, 0, 2**20), "min_p": Range(False, 0.0, 1.0, open_high=True),
+    "repeat_penalty": Range(False, 0.0, 10.0, open_low=True),
+    "seed": Range(True, -(2**63), 2**63 - 1),  # OpenAI's int64; taken modulo 2**32
+    "n": Range(True, 1, 128),
+    "presence_penalty": Range(False, -2.0, 2.0), "frequency_penalty": Range(False, -2.0, 2.0),
+    "top_logprobs": Range(True, 0, 20), "best_of": Range(True, 1, 20),
+}
+_MAX_STOPS, _MAX_STOP_CHARS = 16, 1024
+
+
+def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
+    """``value`` equals one of ``neutral`` and is of its kind (``true`` is not ``1``)."""
+    for n in neutral:
+        if n is None or isinstance(n, bool):
+            if value is n:
+                return True
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(n, int | float):
+            if isinstance(value, int | float) and value == n:
+                return True
+        elif type(value) is type(n) and value == n:
+            return True
+    return False
+
+
 def _check_unsupported(body: Mapping[str, Any]) -> None:
     for name, neutral in _UNSUPPORTED.items():
-        if name in body and body[name] not in neutral:
-            raise _bad(name, f"{name!r} = {body[name]!r} is not supported by this agent",
+        if name not in body:
+            continue
+        if name in RANGES:
+            _numeric(body, name)  # the type and range first, then whether it is supported
+        if not _is_neutral(body[name], neutral):
+            raise _bad(name, f"{name!r} = {_short(body[name])} is not supported by this agent",
                        "unsupported_parameter")
 
 
-def _number(body: Mapping[str, Any], name: str) -> float | None:
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _numeric(body: Mapping[str, Any], name: str) -> float | int | None:
+    """The field ``name`` if present and within :data:`RANGES`; ``None`` when absent."""
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _bad(name, f"{name!r} must be a number, not {value!r}")
-    return float(value)
-
-
-def _int(body: Mapping[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _bad(name, f"{name!r} must be an integer, not {value!r}")
+    rng = RANGES[name]
+    kind = int if rng.integer else int | float
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise _bad(name, f"{name!r} must be {'an integer' if rng.integer else 'a number'} in "
+                   f"{rng}, not {_short(value)}")
+    if not rng.admits(value):
+        raise _bad(name, f"{name!r} must be in {rng}, not {_short(value)}")
     return value
+
+
+def _stops(body: Mapping[str, Any]) -> tuple[str, ...]:
+    stop = body.get("stop")
+    stops = (stop,) if isinstance(stop, str) else stop
+    if stops is None:
+        return ()
+    if not isinstance(stops, list) or len(stops) > _MAX_STOPS or not all(
+            isinstance(s, str) and 0 < len(s) <= _MAX_STOP_CHARS for s in stops):
+        raise _bad("stop", f"'stop' must be a non-empty string or a list of up to "
+                   f"{_MAX_STOPS}, each of 1..{_MAX_STOP_CHARS} characters, not {_short(stop)}")
+    return tuple(stops)
 
 
 def _sampling(body: Mapping[str, Any], *, default_max_tokens: int, cap: int) -> SamplingParams:
     _check_unsupported(body)
     max_name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = _int(body, max_name)
-    if max_tokens is not None and max_tokens < 1:
-        raise _bad(max_name, f"{max_name!r} must be >= 1, not {max_tokens}")
-    stop = body.get("stop")
-    stops = (stop,) if isinstance(stop, str) else stop
-    if stops is not None and (not isinstance(stops, list | tuple) or len(stops) > 16
-                              or not all(isinstance(s, str) and s for s in stops)):
-        raise _bad("stop", f"'stop' must be a non-empty string or a list of up to 16, "
-                           f"not {stop!r}")
-    kwargs: dict[str, Any] = {"max_tokens": min(max_tokens or default_max_tokens, cap),
-                              "stop": tuple(stops or ())}
+    max_tokens = _numeric(body, max_name)
+    kwargs: dict[str, Any] = {"max_tokens": min(int(max_tokens or default_max_tokens), cap),
+                              "stop": _stops(body)}
     for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
-        value = _number(body, name)
+        value = _numeric(body, name)
         if value is not None:
-            kwargs[name] = value
-    for name in ("top_k", "seed"):
-        value = _int(body, name)
-        if value is not None:
-            kwargs[name] = value % 2**32 if name == "seed" else value
+            kwargs[name] = float(value)
+    top_k, seed = _numeric(body, "top_k"), _numeric(body, "seed")
+    if top_k is not None:
+        kwargs["top_k"] = int(top_k)
+    if seed is not None:
+        kwargs["seed"] = int(seed) % 2**32
     try:
         return SamplingParams(**kwargs)
     except ConfigError as e:
         raise _bad(str(e).split("'")[1] if "'" in str(e) else "", str(e)) from e
 
 
+def _flag(mapping: Mapping[str, Any], name: str, param: str) -> bool:
+    value = mapping.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(param, f"{param!r} must be true or false, not {_short(value)}")
+    return value
+
+
 def _stream_flags(body: Mapping[str, Any]) -> tuple[bool, bool]:
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        raise _bad("stream", f"'stream' must be true or false, not {stream!r}")
-    options = body.get("stream_options") or {}
+    stream = _flag(body, "stream", "stream")
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
     if not isinstance(options, dict):
         raise _bad("stream_options", "'stream_options' must be an object")
-    return stream, bool(options.get("include_usage", False))
+    return stream, _flag(options, "include_usage", "stream_options.include_usage")
 
 
 def _content(i: int, content: Any) -> str:
@@ -176,7 +256,8 @@ def _content(i: int, content: Any) -> str:
                 raise _bad(f"messages[{i}].content", "only text content parts are supported")
             parts.append(part["text"])
         return "".join(parts)
-    raise _bad(f"messages[{i}].content", f"message {i} needs string content, not {content!r}")
+    raise _bad(f"messages[{i}].content", f"message {i} needs string content, not "
+               f"{_short(content)}")
 
 
 def parse_chat(body: Mapping[str, Any], *, default_max_tokens: int, cap: int) -> GenerationRequest:
@@ -194,16 +275,16 @@ def parse_chat(body: Mapping[str, Any], *, default_max_tokens: int, cap: int) ->
         if not isinstance(m, dict):
             raise _bad(f"messages[{i}]", f"message {i} must be an object")
         role = m.get("role")
-        if role not in _ROLES:
-            raise _bad(f"messages[{i}].role", f"message {i} has role {role!r}; supported: "
-                       f"{', '.join(sorted(_ROLES))}")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _bad(f"messages[{i}].role", f"message {i} has role {_short(role)}; "
+                       f"supported: {', '.join(sorted(_ROLES))}")
         msg = ChatMessage(role="system" if role == "developer" else role,
                           content=_content(i, m.get("content")))
         name = m.get("name")
         if name is not None:
             if not isinstance(name, str):
                 raise _bad(f"messages[{i}].name", f"message {i} has a name that is not a "
-                           f"string: {name!r}")
+                           f"string: {_short(name)}")
             msg["name"] = name
         parsed.append(msg)
     stream, usage = _stream_flags(body)
@@ -247,10 +328,12 @@ def parse_embeddings(body: Mapping[str, Any]) -> EmbeddingRequest:
             isinstance(t, str) and t for t in texts):
         raise _bad("input", "'input' must be a non-empty string or a list of non-empty strings "
                    "(token arrays are not supported)")
-    fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
+    fmt = body.get("encoding_format")
+    if fmt is None:
+        fmt = "float"
+    if not isinstance(fmt, str) or fmt not in ("float", "base64"):
         raise _bad("encoding_format", f"'encoding_format' must be 'float' or 'base64', not "
-                   f"{fmt!r}")
+                   f"{_short(fmt)}")
     return EmbeddingRequest(tuple(texts), "base64" if fmt == "base64" else "float")
 
 
