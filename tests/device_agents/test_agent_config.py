@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from edgeward.device_agents import AgentConfig, load_agent_config
-from edgeward.device_agents._config import parse_listen
+from edgeward.device_agents._config import MAX_TOKENS_CAP, parse_listen
+from edgeward.device_agents._remote import apply_remote, save_remote, with_settings
 from edgeward.errors import ConfigError
 
 
@@ -62,6 +64,9 @@ log_format = "json"
     ('max_queue = "8"', "max_queue", "'8'"),
     ("max_body_bytes = 10", "max_body_bytes", "10"),
     ("max_tokens_cap = 0", "max_tokens_cap", "0"),
+    ("max_tokens_cap = 1000000000", "max_tokens_cap", "1000000000"),
+    ('model_name = "' + "m" * 300 + '"', "model_name", "mmmm"),
+    ('model_name = "a\\u0007b"', "model_name", "'a\\x07b'"),
     ("default_max_tokens = 5000", "default_max_tokens", "5000"),
     ('listen = "localhost"', "listen", "'localhost'"),
     ('listen = "127.0.0.1:99999"', "listen", "'127.0.0.1:99999'"),
@@ -125,3 +130,44 @@ def test_dataclass_is_frozen_and_validates_directly() -> None:
 ])
 def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
+
+
+# -- settings a signed set-config may change: the same bounds as the file ----------------
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"max_tokens_cap": 10**9}, "max_tokens_cap"),
+    ({"max_queue": 10**9}, "max_queue"),
+    ({"max_body_bytes": 2**40}, "max_body_bytes"),
+    ({"shutdown_deadline_s": 10**9}, "shutdown_deadline_s"),
+    ({"default_max_tokens": 10**6}, "default_max_tokens"),
+    ({"model_name": 123}, "model_name"),
+    ({"model_name": "x" * 10_000}, "model_name"),
+    ({"max_queue": "3"}, "max_queue"),
+    ({"max_queue": True}, "max_queue"),
+    ({"allow_unsigned": True}, "allow_unsigned"),
+], ids=lambda v: str(v)[:30])
+def test_remote_settings_get_the_bounds_of_the_config_file(tmp_path: Path,
+                                                           changes: dict[str, object],
+                                                           key: str) -> None:
+    cfg = load_agent_config(_write(tmp_path, 'artifact = "m.gguf"\ntrust_store = "t"\n'))
+    with pytest.raises(ConfigError) as e:
+        with_settings(cfg, changes)
+    msg = str(e.value)
+    assert msg.startswith("set-config: ") and repr(key) in msg
+    # the path the command handler takes (dataclasses.replace) applies the same checks
+    if key != "allow_unsigned" and not isinstance(changes[key], str | bool):
+        with pytest.raises(ConfigError, match=repr(key)):
+            dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+
+
+def test_a_stored_out_of_range_setting_is_refused_at_start(tmp_path: Path) -> None:
+    cfg = load_agent_config(_write(tmp_path, f'artifact = "m.gguf"\ntrust_store = "t"\n'
+                                             f'state_dir = "{tmp_path / "state"}"\n'))
+    (tmp_path / "state").mkdir()
+    save_remote(cfg.state_dir, {"config": {"max_tokens_cap": 512}, "safety_policy": None})
+    assert apply_remote(cfg).max_tokens_cap == 512
+    save_remote(cfg.state_dir, {"config": {"max_tokens_cap": 10**9}, "safety_policy": None})
+    with pytest.raises(ConfigError,
+                       match=rf"remote.json: key 'max_tokens_cap' .*1\.\.{MAX_TOKENS_CAP}"):
+        apply_remote(cfg)

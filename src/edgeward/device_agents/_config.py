@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -17,14 +18,18 @@ from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
 from edgeward.safety import POLICY_PRESETS
 
-__all__ = ["DEFAULT_LISTEN", "SLOTS_ARTIFACT", "AgentConfig", "LogFormat", "config_from_dict",
-           "default_state_dir", "load_agent_config", "parse_listen"]
+__all__ = ["DEFAULT_LISTEN", "MAX_MODEL_NAME", "MAX_TOKENS_CAP", "SLOTS_ARTIFACT", "AgentConfig",
+           "LogFormat", "check_types", "config_from_dict", "default_state_dir",
+           "load_agent_config", "parse_listen"]
 
 LogFormat = Literal["logfmt", "json"]
 DEFAULT_LISTEN = "127.0.0.1:8088"
 # ``artifact = "@slots"``: serve what the A/B slots of the state directory hold (installed by
 # ``edgeward bundle import`` or an update), not a fixed path.
 SLOTS_ARTIFACT = Path("@slots")
+
+MAX_TOKENS_CAP = 131_072  # tokens: the longest context any supported model has
+MAX_MODEL_NAME = 256      # characters
 
 # Keys whose value is a path; relative paths are taken from the config file's directory.
 _PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key", "audit_log",
@@ -147,8 +152,10 @@ class AgentConfig:
         self._check("context_length", self.context_length is None
                     or (_is_int(self.context_length) and self.context_length >= 16),
                     "an integer number of tokens >= 16")
-        self._check("model_name", self.model_name is None or bool(self.model_name.strip()),
-                    "a non-empty string")
+        self._check("model_name", self.model_name is None or (
+            isinstance(self.model_name, str) and len(self.model_name.strip()) > 0
+            and len(self.model_name) <= MAX_MODEL_NAME and self.model_name.isprintable()),
+                    f"a non-empty printable string of at most {MAX_MODEL_NAME} characters")
         try:
             parse_listen(self.listen)
         except ConfigError:
@@ -159,8 +166,9 @@ class AgentConfig:
                     "an integer number of requests in 0..10000")
         self._check("max_body_bytes", _is_int(self.max_body_bytes)
                     and 1024 <= self.max_body_bytes <= 1024**3, "bytes in 1024..2**30")
-        self._check("max_tokens_cap", _is_int(self.max_tokens_cap) and self.max_tokens_cap >= 1,
-                    "an integer number of tokens >= 1")
+        self._check("max_tokens_cap", _is_int(self.max_tokens_cap)
+                    and 1 <= self.max_tokens_cap <= MAX_TOKENS_CAP,
+                    f"an integer number of tokens in 1..{MAX_TOKENS_CAP}")
         self._check("default_max_tokens", _is_int(self.default_max_tokens)
                     and 1 <= self.default_max_tokens <= self.max_tokens_cap,
                     f"tokens in 1..max_tokens_cap ({self.max_tokens_cap})")
@@ -263,12 +271,7 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
                           f"{', '.join(sorted(_TOML_TYPES))}")
     if "artifact" not in data:
         raise ConfigError(f"{where}missing required key 'artifact' (the model to serve)")
-    for key, value in data.items():
-        types = _TOML_TYPES[key]
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            shown = "(hidden)" if key == "api_key" else repr(value)
-            raise ConfigError(f"{where}key {key!r} has bad value {shown}; expected "
-                              f"{' or '.join(_TYPE_NAMES[t] for t in types)}")
+    check_types(data, where)
     kwargs = dict(data)
     _resolve_paths(kwargs, base_dir)
     env = kwargs.pop("api_key_env", None)
@@ -289,6 +292,22 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
     if telemetry is not None:
         kwargs["telemetry"] = _telemetry(telemetry, kwargs, where, base_dir)
     return AgentConfig(**kwargs, source=source)
+
+
+def check_types(data: Mapping[str, Any], where: str = "") -> None:
+    """Each known key of ``data`` has its TOML type (``where`` prefixes the message).
+
+    Raises:
+        ConfigError: naming the key, the value and the type expected.
+    """
+    for key, value in data.items():
+        types = _TOML_TYPES.get(key)
+        if types is None:
+            continue
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            shown = "(hidden)" if key == "api_key" else repr(value)[:200]
+            raise ConfigError(f"{where}key {key!r} has bad value {shown}; expected "
+                              f"{' or '.join(_TYPE_NAMES[t] for t in types)}")
 
 
 def _telemetry(table: dict[str, Any], kwargs: dict[str, Any], where: str,

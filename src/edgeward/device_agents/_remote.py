@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeward.device_agents._config import AgentConfig
+from edgeward.device_agents._config import AgentConfig, check_types
 from edgeward.device_agents._files import atomic_write
 from edgeward.errors import ConfigError
 
-__all__ = ["SETTABLE", "apply_remote", "load_remote", "save_remote"]
+__all__ = ["SETTABLE", "apply_remote", "load_remote", "save_remote", "with_settings"]
 
 SETTABLE = ("max_queue", "max_body_bytes", "max_tokens_cap", "default_max_tokens",
             "shutdown_deadline_s", "model_name")
@@ -54,6 +55,24 @@ def save_remote(state_dir: Path, doc: dict[str, Any]) -> None:
     atomic_write(_path(state_dir), json.dumps(doc, sort_keys=True).encode())
 
 
+def with_settings(cfg: AgentConfig, changes: Mapping[str, Any], *,
+                  source: str = "set-config") -> AgentConfig:
+    """``cfg`` with the remotely settable ``changes``, validated exactly as the configuration
+    file is (the same types, the same ranges: :class:`AgentConfig` checks itself).
+
+    Raises:
+        ConfigError: a key that cannot be set remotely, or a bad value; the message names
+            ``source``, the key, the value and what is expected.
+    """
+    refused = sorted(set(changes) - set(SETTABLE))
+    if refused:
+        raise ConfigError(f"{source}: {', '.join(map(repr, refused))} cannot be set remotely; "
+                          f"only {', '.join(SETTABLE)}")
+    check_types(changes, f"{source}: ")
+    dataclasses.replace(cfg, **changes, source=source)  # raises, naming the source
+    return dataclasses.replace(cfg, **changes)
+
+
 def apply_remote(cfg: AgentConfig) -> AgentConfig:
     """``cfg`` with the remote settings of its state directory laid over it.
 
@@ -61,7 +80,10 @@ def apply_remote(cfg: AgentConfig) -> AgentConfig:
         ConfigError: a stored setting is no longer valid for this configuration.
     """
     doc = load_remote(cfg.state_dir)
-    changes = {k: v for k, v in doc["config"].items() if k in SETTABLE}
-    if doc.get("safety_policy") and Path(doc["safety_policy"]).is_file():
-        changes["safety_policy"] = doc["safety_policy"]
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+    changes: dict[str, Any] = {k: v for k, v in doc["config"].items() if k in SETTABLE}
+    if changes:
+        cfg = with_settings(cfg, changes, source=str(_path(cfg.state_dir)))
+    policy = doc.get("safety_policy")
+    if isinstance(policy, str) and policy and Path(policy).is_file():
+        cfg = dataclasses.replace(cfg, safety_policy=policy)
+    return cfg
