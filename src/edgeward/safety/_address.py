@@ -24,7 +24,16 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from edgeward.safety._scan import UPPER_CLASS, Lexicon, Scan, Term, merge_windows
+from edgeward.safety._scan import (
+    MONTHS_EN,
+    UPPER_CLASS,
+    WEEKDAY_ABBR_EN,
+    WEEKDAYS_EN,
+    Lexicon,
+    Scan,
+    Term,
+    merge_windows,
+)
 
 __all__ = ["find_addresses"]
 
@@ -48,9 +57,8 @@ _PARTICLE = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|el|los
             r"van|von|der|den|am|an|im|nad|pod|sur|sous|en|op|aan|upon|on)(?![\w'’])"
 _CAPS = rf"{_CAP}(?:[ \t]+(?:{_PARTICLE}[ \t]+)?{_CAP}){{0,3}}"  # "Mora de Rubielos"
 _NUM = r"\d{1,6}[A-Za-z]?"
-_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|"
-           "December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Monday|Tuesday|Wednesday|"
-           "Thursday|Friday|Saturday|Sunday|Mon|Tue|Wed|Thu|Fri|Sat|Sun")
+_MONTHS = "|".join(sorted({w.capitalize() for w in (*MONTHS_EN, *WEEKDAYS_EN, *WEEKDAY_ABBR_EN)},
+                          key=lambda w: (-len(w), w)))
 _NOT_PLACE = frozenset((
     "The", "A", "An", "I", "We", "You", "He", "She", "It", "They", "My", "Our", "Your", "His",
     "Her", "Their", "This", "That", "These", "Those", "And", "Or", "But", "If", "When", "Then",

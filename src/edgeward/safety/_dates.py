@@ -32,15 +32,22 @@ import re
 
 import numpy as np
 
-from edgeward.safety._scan import UPPER_CLASS, Intervals, Lexicon, Scan, Term
+from edgeward.safety._scan import (
+    MONTHS_EN,
+    UPPER_CLASS,
+    WEEKDAY_ABBR_EN,
+    WEEKDAYS_EN,
+    Intervals,
+    Lexicon,
+    Scan,
+    Term,
+)
 
 __all__ = ["find_dates"]
 
 _UPPER = UPPER_CLASS
 _LOWER = "".join(chr(i) for i in range(0xDF, 0x250) if chr(i).islower())
-_MONTHS_EN = ("january", "jan", "february", "feb", "march", "mar", "april", "apr", "may",
-              "june", "jun", "july", "jul", "august", "aug", "september", "sept", "sep",
-              "october", "oct", "november", "nov", "december", "dec")
+_MONTHS_EN = MONTHS_EN
 # Spanish, French and German names that differ from the English ones; with and without
 # accents (the normaliser strips them, a caller of find_pii may not have normalised).
 _MONTHS_OTHER = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
@@ -49,11 +56,11 @@ _MONTHS_OTHER = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio",
                  "août", "aout", "septembre", "octobre", "novembre", "décembre", "decembre",
                  "januar", "februar", "märz", "marz", "maerz", "juni", "juli", "oktober",
                  "dezember")
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
-             "lunes", "martes", "miércoles", "miercoles", "jueves", "viernes", "sábado",
-             "sabado", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+_WEEKDAYS = (*WEEKDAYS_EN, "lunes", "martes", "miércoles", "miercoles", "jueves", "viernes",
+             "sábado", "sabado", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi",
+             "dimanche",
              "montag", "dienstag", "mittwoch", "donnerstag", "freitag", "samstag", "sonntag")
-_WEEKDAY_ABBR = ("mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun")
+_WEEKDAY_ABBR = WEEKDAY_ABBR_EN
 
 
 def _alt(words: tuple[str, ...]) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UPPER_CLASS", "Intervals", "Lexicon", "Scan", "Term", "merge_windows", "register",
-           "word_hash"]
+__all__ = ["MONTHS_EN", "UPPER_CLASS", "WEEKDAYS_EN", "WEEKDAY_ABBR_EN", "Intervals", "Lexicon",
+           "Scan", "Term", "merge_windows", "register", "word_hash"]
 
 _U64 = np.uint64
 _P = 0x100000001B3
@@ -31,6 +31,14 @@ _POW_INV = np.cumprod(np.concatenate([np.ones(1, _U64), np.full(_MAX, pow(_P, -1
 
 # Upper-case letters for a regex character class: ASCII and Latin-1 to Latin Extended-B.
 UPPER_CLASS = "A-Z" + "".join(chr(i) for i in range(0xC0, 0x250) if chr(i).isupper())
+
+# English month and weekday names, lower case, for the date rules (which find them) and the
+# address rules (which must not take "March 12" for a street and its number).
+MONTHS_EN = ("january", "jan", "february", "feb", "march", "mar", "april", "apr", "may", "june",
+             "jun", "july", "jul", "august", "aug", "september", "sept", "sep", "october", "oct",
+             "november", "nov", "december", "dec")
+WEEKDAYS_EN = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+WEEKDAY_ABBR_EN = ("mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun")
 
 _KEYS: dict[int, set[int]] = {}
 
