@@ -1,13 +1,23 @@
 """The agent's update client: operator commands in, updates through the A/B slots.
 
-With ``[telemetry]`` and a trust store, the agent subscribes to its command topic; each
-command is queued (at most 32 waiting; more are dropped and counted) and handled on this
-module's thread: admitted or refused by the :class:`~edgeward.device_agents._commands.
-CommandGate`, then applied — ``deploy`` fetches the artifact and its signature over MQTT
+With ``[telemetry]`` and a trust store, the agent subscribes to its command topic. Each
+message's envelope and operator signature are checked as it arrives (on the network thread,
+well under a millisecond): what is forged, unsigned or malformed is refused and counted there
+and never takes a place in the queue, so a flood of unverified messages cannot crowd out the
+operator's commands. Verified commands are queued (at most 32 waiting; more are dropped and
+counted) and handled on this module's thread: admitted or refused by the
+:class:`~edgeward.device_agents._commands.CommandGate` (nonce, expiry, version, downgrade),
+then applied — ``deploy`` fetches the artifact and its signature over MQTT
 (:class:`~edgeward.device_agents._fetch.Fetcher`) and installs them through the slots,
 ``rollback`` goes back to the other slot — and the agent reloads the slot. Every outcome is a
 signed event (``command.refused``, ``command.accepted``, ``update.progress``, ``command.done``,
-``command.failed``) and a ``/metrics`` count.
+``command.failed``) and a ``/metrics`` count. A refusal carries the device's last admitted
+``last_version``, so the fleet can choose its next version above it.
+
+An admitted command is journaled (``STATE/command-inflight.json``) until its outcome is
+reported; an agent killed while applying it finds the journal when it starts again and
+reports ``command.failed`` with reason ``interrupted`` (or ``command.done`` when the slots had
+already committed the deployed artifact), so the fleet does not wait for a timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import logging
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,19 +37,26 @@ from typing import TYPE_CHECKING, Any
 from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT
 from edgeward.device_agents._fetch import Fetcher
+from edgeward.device_agents._files import atomic_write
 from edgeward.device_agents._log import log_event
 from edgeward.device_agents._remote import SETTABLE, load_remote, save_remote
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._verified import _remove_tree
-from edgeward.errors import CommandRefusedError, ConfigError, EdgewardError
-from edgeward.fleet.protocol import Command
+from edgeward.errors import CommandRefusedError, ConfigError, EdgewardError, RejectedMessageError
+from edgeward.fleet.protocol import Command, decode_command
+from edgeward.provenance import TrustStore
+from edgeward.safeio import parse_json, read_capped
 
 if TYPE_CHECKING:
     from edgeward.device_agents._agent import Agent
 
 __all__ = ["Updater"]
 
-_QUEUE = 32  # commands received and not yet handled; more are dropped (and counted)
+_QUEUE = 32  # verified commands received and not yet handled; more are dropped (and counted)
+_JOURNAL = "command-inflight.json"  # the admitted command being applied
+_REFUSAL_EVENTS = (20, 10.0)  # refusals reported as events per 10 s on arrival (all counted)
+_DECODE_REASONS = frozenset({"bad_topic", "oversize", "malformed", "unsigned", "forged",
+                             "topic_mismatch"})
 
 
 class Updater:
@@ -53,12 +71,16 @@ class Updater:
         self.gate: CommandGate | None = None
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_QUEUE)
         self._thread: threading.Thread | None = None
+        self._serving = ""
+        self._reported: list[float] = []  # times of refusal events reported on arrival
+        self._report_lock = threading.Lock()
 
     def start(self, gate: CommandGate, serving: str) -> Callable[[str, bytes], None]:
         """Start the command thread; returns the callback the telemetry client calls with
         each message on the command topic."""
         self.gate = gate
         gate.deployed(serving)
+        self._serving = serving
         self._thread = threading.Thread(target=self._run, name="edgeward-commands",
                                         daemon=True)
         self._thread.start()
@@ -72,19 +94,62 @@ class Updater:
             self._thread = None
 
     def receive(self, topic: str, payload: bytes) -> None:
-        """On the network thread: queue the command for the command thread."""
+        """On the network thread: check the envelope and the operator signature, then queue
+        the command for the command thread; what does not verify is refused here."""
+        try:
+            self._precheck(topic, payload)
+        except CommandRefusedError as e:
+            self._refused(e, None, report=self._may_report())
+            return
         try:
             self._queue.put_nowait((topic, payload))
         except queue.Full:
             self.agent.metrics.inc("edgeward_agent_commands_total", result="dropped")
             log_event(logging.WARNING, "command_dropped", reason="queue_full")
 
+    def _precheck(self, topic: str, payload: bytes) -> Command | None:
+        """The stateless checks of :func:`decode_command` (topic, size, envelope, operator
+        signature); ``None`` when they cannot be made here (the gate then decides).
+
+        Raises:
+            CommandRefusedError: the message is not a verified command.
+        """
+        trust = self.agent.config.trust_store
+        if trust is None:
+            return None
+        try:
+            store = TrustStore.open(trust)
+        except EdgewardError:
+            return None  # the gate reports a broken trust store
+        try:
+            return decode_command(topic, payload, store)
+        except RejectedMessageError as e:
+            raise CommandRefusedError(str(e), reason=e.reason) from e
+
+    def _may_report(self) -> bool:
+        """Whether a refusal on arrival is reported as an event (a flood is only counted)."""
+        most, window = _REFUSAL_EVENTS
+        now = time.monotonic()
+        with self._report_lock:
+            self._reported = [t for t in self._reported if now - t < window]
+            if len(self._reported) >= most:
+                return False
+            self._reported.append(now)
+            return True
+
     def _run(self) -> None:
+        self._recover()
         while (item := self._queue.get()) is not None:
             try:
                 self.handle(*item)
-            except Exception:  # a command must never take the agent down
-                logging.getLogger("edgeward.agent").exception("command handling failed")
+            except Exception as e:  # noqa: BLE001 -- a command must never take the agent down
+                # No traceback: the input came from outside; the event says what failed.
+                log_event(logging.ERROR, "command_handling_failed", error=type(e).__name__,
+                          detail=str(e)[:300])
+                self.agent.metrics.inc("edgeward_agent_commands_total", result="failed",
+                                       reason="internal")
+                self.agent.report_event("command.failed", {
+                    "reason": "internal", "detail": f"{type(e).__name__}: {e}"[:1000]}, "error")
 
     def handle(self, topic: str, payload: bytes) -> Command | None:
         """Admit (or refuse) one received command and apply it; every outcome is logged,
@@ -99,11 +164,8 @@ class Updater:
         try:
             cmd = gate.admit(topic, payload)
         except CommandRefusedError as e:
-            self.agent.metrics.inc("edgeward_agent_commands_total", result="refused",
-                                   reason=e.reason)
-            log_event(logging.WARNING, "command_refused", reason=e.reason, detail=str(e)[:300])
-            self.agent.report_event("command.refused", {"reason": e.reason,
-                                                   "detail": str(e)[:1000]}, "warning")
+            self._refused(e, None if e.reason in _DECODE_REASONS
+                          else self._peek(topic, payload))
             return None
         except ConfigError as e:
             log_event(logging.ERROR, "command_gate_failed", detail=str(e))
@@ -117,8 +179,82 @@ class Updater:
         self.agent.report_event("command.accepted", {"command_id": cmd.command_id,
                                                 "action": cmd.action, "version": cmd.version},
                            "info")
-        self._apply(cmd)
+        self._journal(cmd)
+        try:
+            self._apply(cmd)
+        finally:
+            self._journal(None)
         return cmd
+
+    def _peek(self, topic: str, payload: bytes) -> Command | None:
+        """The command the gate refused for its state (stale, replayed, expired...), for the
+        refusal event's ``command_id`` and ``version``."""
+        try:
+            return self._precheck(topic, payload)
+        except CommandRefusedError:
+            return None
+
+    def _refused(self, e: CommandRefusedError, cmd: Command | None, *,
+                 report: bool = True) -> None:
+        self.agent.metrics.inc("edgeward_agent_commands_total", result="refused",
+                               reason=e.reason)
+        if not report:
+            return
+        log_event(logging.WARNING, "command_refused", reason=e.reason, detail=str(e)[:300])
+        data: dict[str, Any] = {"reason": e.reason, "detail": str(e)[:1000]}
+        if self.gate is not None:
+            data["last_version"] = self.gate.last_version
+        if cmd is not None:
+            data |= {"command_id": cmd.command_id, "action": cmd.action,
+                     "version": cmd.version}
+        self.agent.report_event("command.refused", data, "warning")
+
+    # -- the journal of the command being applied ------------------------------------------
+    def _journal(self, cmd: Command | None) -> None:
+        """Record the admitted command being applied (``None``: its outcome is reported)."""
+        path = self.agent.config.state_dir / _JOURNAL
+        try:
+            if cmd is None:
+                path.unlink(missing_ok=True)
+                return
+            atomic_write(path, json.dumps({
+                "command_id": cmd.command_id, "action": cmd.action, "version": cmd.version,
+                "artifact_digest": cmd.params.get("artifact_digest"),
+                "started_at": time.time()}).encode())
+        except (ConfigError, OSError) as e:
+            log_event(logging.WARNING, "command_journal_failed", detail=str(e)[:300])
+
+    def _recover(self) -> None:
+        """At start: report the outcome of a command an earlier run was killed applying."""
+        path = self.agent.config.state_dir / _JOURNAL
+        if not path.exists() and not path.is_symlink():
+            return
+        try:
+            doc = parse_json(read_capped(path, 64 << 10, what="command journal"),
+                             what="command journal")
+            if not isinstance(doc, dict):
+                raise ConfigError(f"{path}: not a command journal")
+        except ConfigError as e:
+            log_event(logging.WARNING, "command_journal_unreadable", detail=str(e)[:300])
+            path.unlink(missing_ok=True)
+            return
+        deadline = time.monotonic() + 10.0  # the event needs the telemetry client
+        while getattr(self.agent, "telemetry", True) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = {"command_id": str(doc.get("command_id"))[:64],
+                "action": str(doc.get("action"))[:32]}
+        if doc.get("action") == "deploy" and doc.get("artifact_digest") == self._serving:
+            log_event(logging.INFO, "command_recovered", **base)
+            self.agent.report_event("command.done", base | {
+                "sha256": self._serving, "recovered": True}, "info")
+        else:
+            log_event(logging.WARNING, "command_interrupted", **base)
+            self.agent.metrics.inc("edgeward_agent_commands_total", result="failed",
+                                   reason="interrupted")
+            self.agent.report_event("command.failed", base | {
+                "reason": "interrupted", "detail": "the agent stopped while applying it; "
+                "send the command again (with a new version) to retry"}, "error")
+        path.unlink(missing_ok=True)
 
     def _apply(self, cmd: Command) -> None:
         cfg = self.agent.config

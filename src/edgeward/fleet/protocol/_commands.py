@@ -19,7 +19,12 @@ from typing import Any, ClassVar
 
 from edgeward.errors import ConfigError, MalformedEnvelopeError, RejectedMessageError
 from edgeward.errors import SignatureError as _SignatureError
-from edgeward.fleet.protocol._codec import MAX_PAYLOAD_BYTES, PAYLOAD_TYPES, WireMessage
+from edgeward.fleet.protocol._codec import (
+    MAX_PAYLOAD_BYTES,
+    MAX_SIGNATURES,
+    PAYLOAD_TYPES,
+    WireMessage,
+)
 from edgeward.fleet.protocol._messages import _exact_fields, type_uri
 from edgeward.fleet.protocol._topics import DeviceTopic, Kind, check_device_id
 from edgeward.fleet.protocol._values import MAX_EVENT_DATA_BYTES, MAX_SEQ, check_int, check_time
@@ -32,6 +37,7 @@ from edgeward.provenance import (
     sign_payload,
     verify_envelope,
 )
+from edgeward.safeio import parse_json
 
 __all__ = ["COMMAND_ACTIONS", "MAX_COMMAND_LIFETIME_S", "Command", "decode_command",
            "encode_command", "new_command"]
@@ -132,6 +138,10 @@ def encode_command(command: Command, operator_key: PrivateKey) -> WireMessage:
 def decode_command(topic: str, payload: bytes, trust_store: TrustStore) -> Command:
     """Check a received command's topic, size, envelope and operator signature, then parse.
 
+    Everything is parsed as input from outside (:func:`edgeward.safeio.parse_json`: bounded
+    depth, no lone surrogates, no NaN), so any payload ends in a :class:`RejectedMessageError`
+    with its reason, never in another exception.
+
     Raises:
         RejectedMessageError: with the reason: ``bad_topic``, ``oversize``, ``malformed``,
             ``unsigned``, ``forged`` (no operator key of the trust store signed it: unknown,
@@ -145,20 +155,24 @@ def decode_command(topic: str, payload: bytes, trust_store: TrustStore) -> Comma
         raise RejectedMessageError(f"{topic}: {len(payload)} bytes exceeds the command limit",
                                    reason="oversize")
     try:
-        env = Envelope.from_dict(_json(payload))
+        env = Envelope.from_dict(parse_json(payload, what="command envelope",
+                                            error=_malformed))
     except (MalformedEnvelopeError, ValueError, ConfigError) as e:
         raise RejectedMessageError(f"{topic}: not a DSSE envelope ({e})",
                                    reason="malformed") from e
     if not env.signatures:
         raise RejectedMessageError(f"{topic}: the command is not signed", reason="unsigned")
+    if len(env.signatures) > MAX_SIGNATURES:
+        raise RejectedMessageError(f"{topic}: {len(env.signatures)} signatures; at most "
+                                   f"{MAX_SIGNATURES}", reason="malformed")
     try:
         verified = verify_envelope(env, trust_store, role=Role.OPERATOR,
                                    payload_type=PAYLOAD_TYPES[Kind.CMD])
-        body = verified.json()
     except _SignatureError as e:
         raise RejectedMessageError(f"{topic}: {e}", reason="forged") from e
     except (ValueError, ConfigError) as e:
         raise RejectedMessageError(f"{topic}: {e}", reason="malformed") from e
+    body = parse_json(verified.payload, what="command body", error=_malformed)
     try:
         f = _exact_fields(body, _FIELDS, "command")
         if f.pop("_type") != type_uri(Kind.CMD):
@@ -167,7 +181,7 @@ def decode_command(topic: str, payload: bytes, trust_store: TrustStore) -> Comma
             if isinstance(f[k], float) and not math.isfinite(f[k]):
                 raise ConfigError(f"{k} is not finite")
         command = Command(**f)
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, TypeError, ValueError) as e:
         raise RejectedMessageError(f"{topic}: {e}", reason="malformed") from e
     if command.device_id != t.device_id:
         raise RejectedMessageError(f"{topic}: the command is for {command.device_id!r}",
@@ -175,7 +189,5 @@ def decode_command(topic: str, payload: bytes, trust_store: TrustStore) -> Comma
     return command
 
 
-def _json(payload: bytes) -> Any:
-    import json
-
-    return json.loads(payload)
+def _malformed(message: str) -> RejectedMessageError:
+    return RejectedMessageError(message, reason="malformed")
