@@ -248,3 +248,42 @@ def test_the_cli_groups_rolls_out_and_resumes(tmp_path: Path, broker: MosquittoB
                      "--config", str(toml), "--key", str(key), "--artifacts-dir",
                      str(tmp_path / "store")]) == 3
         assert set(responder.received.values()) == {1}
+
+
+def _device_says(fake: _FakeFleet, device: str, event: str, **data: object) -> None:
+    fake.seq[device] += 1
+    ev = EventMessage(device_id=device, seq=fake.seq[device], time=fake.now, event=event,
+                      severity="info", data=data)
+    fake.store.write([Accepted(ev, b"", fake.now)], manager="t", now=fake.now)
+
+
+def test_the_fleet_learns_a_devices_last_version_and_retries_a_stale_refusal_once() -> None:
+    from edgeward.fleet._rollout import issue_command, reported_version
+
+    fake = _FakeFleet(["d0", "d1"])
+    # another operator (another store) commanded d0 up to version 41
+    _device_says(fake, "d0", "command.accepted", command_id="ab" * 8, action="deploy",
+                 version=41)
+    assert reported_version(fake.store, "d0") == 41 and reported_version(fake.store, "d1") == 0
+    driver = RolloutDriver(fake.store, fake.sent.append, clock=lambda: fake.now)
+    driver.create("r", group="g", devices=["d0", "d1"], params=PARAMS, stages=[1.0],
+                  max_failure=1.0, lifetime_s=60)
+    driver.step("r")
+    assert {c.device_id: c.version for c in fake.sent} == {"d0": 42, "d1": 1}
+    # meanwhile the other operator went to 50: d0 refuses ours, saying its last version
+    first = fake.sent[-2] if fake.sent[-2].device_id == "d0" else fake.sent[-1]
+    _device_says(fake, "d0", "command.refused", reason="stale_version", last_version=50,
+                 command_id=first.command_id, version=first.version)
+    doc = driver.step("r")
+    retry = fake.sent[-1]
+    assert (retry.device_id, retry.action, retry.version) == ("d0", "deploy", 51)
+    assert doc["devices"]["d0"]["status"] == "sent"  # retried, not failed
+    # a second stale refusal is a failure: once only
+    _device_says(fake, "d0", "command.refused", reason="stale_version", last_version=60,
+                 command_id=retry.command_id, version=51)
+    doc = driver.step("r")
+    assert doc["devices"]["d0"]["status"] == "failed"
+    assert [c.version for c in fake.sent if c.device_id == "d0"] == [42, 51]
+    # the operator's one-off commands learn the same way
+    cmd = issue_command(fake.store, "d0", "set-config", {}, lifetime_s=60, now=fake.now)
+    assert cmd.version == 61

@@ -96,11 +96,13 @@ class Operator:
 
     def command(self, store: Store, device_id: str, action: str, params: dict[str, Any],
                 *, lifetime_s: float = 3600.0) -> Command:
-        """Record the device's next command in the store (its version), sign and send it."""
-        from edgeward.fleet.protocol import new_command
+        """Record the device's next command in the store, sign and send it. Its version is
+        above both the store's last and the highest the device reported in its events (see
+        :func:`edgeward.fleet._rollout.reported_version`), so commands another operator sent
+        meanwhile do not make it ``stale_version``."""
+        from edgeward.fleet._rollout import issue_command
 
-        cmd = store.issue_command(device_id, lambda v: new_command(
-            device_id, action, v, params=params, lifetime_s=lifetime_s))
+        cmd = issue_command(store, device_id, action, params, lifetime_s=lifetime_s)
         self.send(cmd)
         return cmd
 

@@ -8,7 +8,9 @@ the device id) and cut into waves at the cumulative stage fractions (``5%,25%,10
 :meth:`RolloutDriver.step`:
 
 1. reads the outcome of every command in flight from the devices' signed events in the store
-   (``command.done`` -> succeeded, ``command.failed`` / ``command.refused`` -> failed);
+   (``command.done`` -> succeeded, ``command.failed`` / ``command.refused`` -> failed); a
+   ``stale_version`` refusal (another operator commanded the device with higher versions) is
+   sent again once, above the ``last_version`` the refusal reports;
 2. sends the wave's signed deploy command to each pending device that is ``online``; a device
    that is offline stays pending and is retried (never counted as a success); a command that
    expired without an outcome is sent again;
@@ -34,9 +36,10 @@ from typing import Any
 
 from edgeward.errors import ConfigError
 from edgeward.fleet._store import Store
-from edgeward.fleet.protocol import Command, new_command
+from edgeward.fleet.protocol import MAX_SEQ, Command, new_command
 
-__all__ = ["RolloutDriver", "parse_fraction", "parse_stages", "plan_waves", "summarize"]
+__all__ = ["RolloutDriver", "issue_command", "parse_fraction", "parse_stages", "plan_waves",
+           "reported_version", "summarize"]
 
 TABLE = "rollouts"
 _RUNNING, _HALTING, _HALTED, _DONE = "running", "halting", "halted", "done"
@@ -70,6 +73,37 @@ def parse_stages(text: str) -> list[float]:
             or stages[0] <= 0 or abs(stages[-1] - 1.0) > 1e-9:
         raise ConfigError(f"stages {text!r} must increase and end at 100% (e.g. 5%,25%,100%)")
     return stages
+
+
+def reported_version(store: Store, device_id: str, *, limit: int = 500) -> int:
+    """The highest command version ``device_id`` reported having admitted (0: none).
+
+    A device's signed events say it: ``command.accepted`` carries the admitted ``version``, a
+    ``command.refused`` the device's ``last_version``. Commands of other operators (or of
+    another fleet store) raise it, so the fleet's next version must be above it.
+    """
+    best = 0
+    for e in store.events(device_id, limit=limit):
+        data = e.get("data") or {}
+        value = data.get("version") if e.get("event") == "command.accepted" else \
+            data.get("last_version") if e.get("event") == "command.refused" else None
+        if type(value) is int and 0 <= value <= MAX_SEQ:
+            best = max(best, value)
+    return best
+
+
+def issue_command(store: Store, device_id: str, action: str, params: dict[str, Any], *,
+                  lifetime_s: float, now: float | None = None) -> Command:
+    """Record and return ``device_id``'s next command: its version is one above both the
+    store's last and the highest the device reported (:func:`reported_version`), so it is not
+    refused ``stale_version`` after another operator's commands.
+
+    Raises:
+        ConfigError: the device is not enrolled; StoreError: the store failed.
+    """
+    floor = min(reported_version(store, device_id) + 1, MAX_SEQ)
+    return store.issue_command(device_id, lambda v: new_command(
+        device_id, action, max(v, floor), params=params, lifetime_s=lifetime_s, now=now))
 
 
 def plan_waves(name: str, devices: Sequence[str], stages: Sequence[float]) -> list[list[str]]:
@@ -207,8 +241,8 @@ class RolloutDriver:
     def _send(self, doc: dict[str, Any], device: str, action: str, now: float) -> None:
         params = doc["params"] if action == "deploy" else {
             "artifact_digest": doc["params"].get("artifact_digest"), "rollout": doc["name"]}
-        cmd = self.store.issue_command(device, lambda v: new_command(
-            device, action, v, params=params, lifetime_s=doc["lifetime_s"], now=now))
+        cmd = issue_command(self.store, device, action, params, lifetime_s=doc["lifetime_s"],
+                            now=now)
         self.send(cmd)
         st = doc["devices"][device]
         st.update(command_id=cmd.command_id, sent_at=now, attempts=st["attempts"] + 1,
@@ -225,6 +259,14 @@ class RolloutDriver:
                     continue
                 if e["event"] == "command.done":
                     st["status"] = "succeeded" if st["status"] == "sent" else "rolled_back"
+                    break
+                if e["event"] == "command.refused" and data.get("reason") == "stale_version" \
+                        and type(data.get("last_version")) is int \
+                        and not st.get("stale_retried"):
+                    # another operator's commands went above ours: once, above theirs
+                    st["stale_retried"] = True
+                    self._send(doc, device, "deploy" if st["status"] == "sent" else "rollback",
+                               self.clock())
                     break
                 if e["event"] in ("command.failed", "command.refused"):
                     st["status"] = "failed" if st["status"] == "sent" else "rollback_failed"
