@@ -175,6 +175,65 @@ def _telemetry(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
     return bytes(wire.payload), run
 
 
+def _http_body(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
+    from edgeward.device_agents._openai import ApiError, parse_chat, parse_completion
+    from edgeward.errors import ConfigError
+    from edgeward.safeio import parse_json
+
+    seed = json.dumps({"model": "m", "messages": [{"role": "system", "content": "be brief"},
+                                                  {"role": "user", "content": "hi"}],
+                       "max_tokens": 8, "temperature": 0.2, "top_p": 0.9, "top_k": 40,
+                       "stop": ["\n"], "stream": True, "seed": 3,
+                       "stream_options": {"include_usage": True}}).encode()
+
+    def run(data: bytes) -> object:
+        body = parse_json(data, what="request body")  # as the agent's app does
+        if not isinstance(body, dict):
+            raise ConfigError("not an object")
+        try:
+            parse_chat(body, default_max_tokens=16, cap=64)
+            return parse_completion({**body, "prompt": "x"}, default_max_tokens=16, cap=64)
+        except ApiError as e:  # the agent's 400: a refusal, as intended
+            raise ConfigError(str(e)) from None
+
+    return seed, run
+
+
+def _agent_config(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
+    from edgeward.device_agents import load_agent_config
+
+    (tmp / "m.gguf").write_bytes(b"GGUF")
+    (tmp / "trust").mkdir()
+    seed = (b'artifact = "m.gguf"\ntrust_store = "trust"\ndevice_id = "dev-1"\n'
+            b'listen = "127.0.0.1:8080"\nmax_queue = 8\nmax_tokens_cap = 1024\n'
+            b'default_max_tokens = 256\nsafety_policy = "default"\n'
+            b'[telemetry]\nbroker = "mqtt://127.0.0.1:1883"\n')
+    target = tmp / "agent.toml"
+
+    def run(data: bytes) -> object:
+        target.write_bytes(data)
+        return load_agent_config(target)
+
+    return seed, run
+
+
+def _bundle_manifest(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
+    from edgeward.device_agents import _bundle
+
+    bundle = tmp / "bundle"
+    bundle.mkdir()
+    seed = json.dumps({"format": 1, "artifact": "m.gguf", "created": "2026-12-03T00:00:00Z",
+                       "files": {"artifact/m.gguf": "ab" * 32,
+                                 "artifact/m.gguf.edgeward.json": "cd" * 32,
+                                 "trust/index.toml": "ef" * 32}}, indent=2).encode()
+
+    def run(data: bytes) -> object:
+        (bundle / "MANIFEST.json").write_bytes(data)
+        return _bundle._read_manifest(bundle)
+
+    return seed, run
+
+
 PARSERS: dict[str, Callable[[Path], tuple[bytes, Callable[[bytes], object]]]] = {
     "gguf_header": _gguf,
     "safety_policy": _policy,
@@ -182,6 +241,9 @@ PARSERS: dict[str, Callable[[Path], tuple[bytes, Callable[[bytes], object]]]] = 
     "dsse_envelope": _envelope,
     "command": _command,
     "telemetry": _telemetry,
+    "http_body": _http_body,
+    "agent_config": _agent_config,
+    "bundle_manifest": _bundle_manifest,
 }
 
 

@@ -151,7 +151,9 @@ def test_broker_options_parse_urls_and_hide_the_password() -> None:
         True, "broker.example", 8883, "user", "s3cret")
     assert "s3cret" not in repr(o) and o.display_url == "mqtts://broker.example:8883"
     assert BrokerOptions(url="mqtt://127.0.0.1").port == 1883
-    for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/path"):
+    # mqtt://127.0.0.[] made urlsplit raise ValueError (found by benchmarks/fuzz.py)
+    for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/path", "mqtt://127.0.0.[]",
+                "mqtt://[::1"):
         with pytest.raises(ConfigError):
             BrokerOptions(url=bad)
     with pytest.raises(ConfigError, match="mqtts"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
+from edgeward.safeio import MAX_CONFIG_BYTES, parse_toml, read_text_capped
 from edgeward.safety import POLICY_PRESETS
 
 __all__ = ["DEFAULT_LISTEN", "MAX_MODEL_NAME", "MAX_TOKENS_CAP", "SLOTS_ARTIFACT", "AgentConfig",
@@ -246,14 +246,10 @@ def load_agent_config(path: Path) -> AgentConfig:
             type, or a value is out of range (the message names the file, key and value).
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    if not path.exists():
+        raise ConfigError(f"{path}: no such configuration file")
+    data = parse_toml(read_text_capped(path, MAX_CONFIG_BYTES, what="agent config"),
+                      what=str(path))
     return config_from_dict(data, source=str(path), base_dir=path.parent)
 
 

@@ -62,7 +62,10 @@ class BrokerOptions:
     connect_timeout_s: float = 10.0  # seconds
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        try:  # urlsplit raises ValueError for a bracketed host that is not an IP address
+            parts = urlsplit(self.url) if isinstance(self.url, str) else None
+        except ValueError:
+            parts = None
         if parts is None or parts.scheme not in _DEFAULT_PORTS or not parts.hostname \
                 or parts.path not in ("", "/"):
             raise ConfigError(f"broker URL {self.url!r} is not mqtt://HOST[:PORT] or "
