@@ -39,7 +39,7 @@ from edgeward.device_agents._config import SLOTS_ARTIFACT
 from edgeward.device_agents._fetch import Fetcher
 from edgeward.device_agents._files import atomic_write
 from edgeward.device_agents._log import log_event
-from edgeward.device_agents._remote import SETTABLE, load_remote, save_remote
+from edgeward.device_agents._remote import load_remote, save_remote, with_settings
 from edgeward.device_agents._slots import SlotStore
 from edgeward.device_agents._verified import _remove_tree
 from edgeward.errors import CommandRefusedError, ConfigError, EdgewardError, RejectedMessageError
@@ -301,11 +301,7 @@ class Updater:
         changes = cmd.params.get("changes")
         if not isinstance(changes, dict) or not changes:
             raise ConfigError("set-config needs params.changes: {key: value}")
-        refused = sorted(set(changes) - set(SETTABLE))
-        if refused:
-            raise ConfigError(f"set-config: {refused} cannot be set remotely; only "
-                              f"{', '.join(SETTABLE)}")
-        cfg = dataclasses.replace(self.agent.config, **changes)  # validates
+        cfg = with_settings(self.agent.config, changes)  # the config file's own checks
         doc = load_remote(cfg.state_dir)
         doc["config"] = {**doc["config"], **changes}
         save_remote(cfg.state_dir, doc)
