@@ -226,6 +226,7 @@ def test_a_fifo_policy_is_refused_at_once(tmp_path: Path) -> None:
     'version = 1\n[[keys]]\nkey_id = "x"\npublic_key = "keys/x.pub"\nroles = "publisher"\n',
     "version = [1]\n",
     "not toml = = =\n",
+    "version = 0x" + "9" * 5000 + "\n",  # a hex integer of any size parses in tomllib
     "x = " + "[" * 3000 + "]" * 3000 + "\n",
 ])
 def test_hostile_trust_indexes_are_config_errors(index: str, tmp_path: Path) -> None:

@@ -168,11 +168,23 @@ def parse_toml(text: str, *, what: str = "document", error: ErrorClass = ConfigE
     import tomllib
 
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except RecursionError:
         raise error(f"{what}: not valid TOML (nested too deeply)") from None
     except ValueError as e:  # TOMLDecodeError, and integers of more than 4,300 digits
         raise error(f"{what}: not valid TOML ({e})") from None
+    # TOML integers are 64-bit; tomllib returns any size (0x9999… of 5,000 digits parses, and
+    # then formatting it in an error message raises ValueError).
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not -(1 << 63) <= item < 1 << 63:
+            raise error(f"{what}: not valid TOML (an integer outside the 64-bit range)")
+    return data
 
 
 def _no_constant(name: str) -> Any:

@@ -132,6 +132,13 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
 
 
+# "1" * 5000 as a port raised int()'s ValueError (found by benchmarks/fuzz.py); "٣" is a digit
+@pytest.mark.parametrize("listen", ["127.0.0.1:" + "1" * 5000, "h:٣٣", "h:65536", "h:", ":80"])
+def test_parse_listen_refuses_bad_ports(listen: str) -> None:
+    with pytest.raises(ConfigError, match="is not host:port"):
+        parse_listen(listen)
+
+
 # -- settings a signed set-config may change: the same bounds as the file ----------------
 
 

@@ -63,8 +63,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{listen!r} is not host:port (e.g. 127.0.0.1:8088, [::1]:8088; "
+    if not sep or not host or not port.isascii() or not port.isdigit() or len(port) > 5 \
+            or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{listen!r:.80} is not host:port (e.g. 127.0.0.1:8088, [::1]:8088; "
                           "port 0 picks a free one)")
     return host, int(port)
 
