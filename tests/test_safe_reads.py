@@ -246,3 +246,38 @@ def test_generated_trust_indexes_never_raise_anything_else(
     (store / "index.toml").write_text("version = 1\n" + text, encoding="utf-8")
     with contextlib.suppress(ConfigError):
         TrustStore.open(store)
+
+
+# -- the agent: a FIFO during a reload must not wedge it ---------------------------------
+
+def test_a_fifo_signature_at_reload_is_refused_and_sigterm_still_stops_the_agent(
+        signed: Signed, tmp_path: Path) -> None:
+    """It was: every later reload 409, SIGTERM ignored, two SIGINTs and a traceback."""
+    import signal
+
+    import httpx
+    from _agent_helpers import AgentProcess, toml_config
+
+    config = toml_config(tmp_path / "agent.toml", artifact=signed.artifact,
+                         trust_store=signed.trust, listen="127.0.0.1:0",
+                         state_dir=tmp_path / "state", shutdown_deadline_s=2)
+    proc = AgentProcess(config, timeout=60)
+    try:
+        sig = signed.artifact.with_name(signed.artifact.name + ".edgeward.json")
+        saved = sig.read_bytes()
+        sig.unlink()
+        os.mkfifo(sig)
+        proc.signal(signal.SIGHUP)
+        line = proc.wait_line("event=reload_refused", 30)
+        assert "FIFO" in line or "config_error" in line, line
+        sig.unlink()
+        sig.write_bytes(saved)
+        proc.signal(signal.SIGHUP)  # a later reload is not stuck behind the first
+        proc.wait_line("event=reloaded", 60)
+        assert httpx.get(proc.url + "/healthz", timeout=10).json()["status"] == "ok"
+        proc.signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    finally:
+        proc.stop()
+    assert rc == 0, "".join(proc.lines)
+    assert "Traceback" not in "".join(proc.lines)
