@@ -116,6 +116,9 @@ class Agent:
         self._server: AgentServer | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.draining = False
+        # The audit log cannot be written and the safety policy fails closed: requests are
+        # answered 503 audit_unavailable until a reload or restart finds room on the disk.
+        self.audit_closed = False
         self.shutdown_reason = ""
         self.started_at = time.monotonic()
         self.url = ""
@@ -171,7 +174,8 @@ class Agent:
             self._hmac_key = audit_hmac_key(self._config.state_dir)
             self._audit = LogAuditSink(
                 self._config.audit_log_path, key=self._device_key,
-                on_failure=lambda: self.metrics.inc("edgeward_agent_audit_failures_total"))
+                on_failure=self._audit_failed, on_reserve_used=lambda: self._report_event(
+                    "storage.reserve_used", {"file": "audit_log"}, "critical"))
             log_event(logging.INFO, "audit_log_opened", log=str(self._audit.path),
                       signed_checkpoints=self._device_key is not None)
         kwargs: dict[str, Any] = {"audit": self._audit, "hmac_key": self._hmac_key}
@@ -190,6 +194,19 @@ class Agent:
             self._guard = GgufGuard(cfg.safety_guard)
             log_event(logging.INFO, "safety_guard_loaded", guard=str(cfg.safety_guard))
         return self._guard
+
+    def _audit_failed(self) -> None:
+        """An audit record was not written, even in the reserve: the policy decides."""
+        self.metrics.inc("edgeward_agent_audit_failures_total")
+        policy = getattr(self._filter, "policy", None)
+        closed = getattr(policy, "on_audit_failure", "keep_serving") == "fail_closed"
+        if closed and not self.audit_closed:
+            self.audit_closed = True
+            log_event(logging.CRITICAL, "audit_fail_closed", log=str(self._config.audit_log_path),
+                      detail="an audit record cannot be written and the safety policy fails "
+                             "closed: requests are refused (503) until a reload or restart "
+                             "with room on the disk")
+        self._report_event("audit.write_failed", {"fail_closed": closed}, "critical")
 
     def _close_audit(self) -> None:
         if self._audit is not None:
@@ -397,6 +414,12 @@ class Agent:
                 return ReloadResult(False, engine.model.info, e.kind, str(e))
             engine.max_queue = cfg.max_queue
             self._config, self._filter = cfg, flt
+            policy = getattr(flt, "policy", None)
+            if self.audit_closed and self._audit is not None and (
+                    getattr(policy, "on_audit_failure", None) != "fail_closed"
+                    or self._audit.reserve.ensure(force=True)):
+                self.audit_closed = False  # room again (the reserve is back), or serve on
+                log_event(logging.WARNING, "audit_reopened", log=str(self._audit.path))
             self.metrics.inc("edgeward_agent_reloads_total", result="ok")
             log_event(logging.INFO, "reloaded", model=model.info.id, sha256=model.info.sha256)
             if self.commands is not None:

@@ -153,6 +153,12 @@ class _Api:
         return body
 
     def _admit(self, job: Job, request: Request) -> None:
+        if self.agent.audit_closed:
+            self._reject("audit_unavailable", request)
+            raise ApiError(503, "the audit log cannot be written (the disk is full) and the "
+                           "safety policy fails closed; free space on the disk, then reload "
+                           "or restart the agent", type="server_error",
+                           code="audit_unavailable")
         engine = self.agent.engine
         admission = "closed" if self.agent.draining else engine.submit(job)
         if admission == "full":
@@ -280,11 +286,13 @@ class _Api:
 
     async def healthz(self, request: Request) -> Response:
         agent = self.agent
-        body = {"status": "shutting_down" if agent.draining else "ok",
+        down = agent.draining or agent.audit_closed
+        body = {"status": "shutting_down" if agent.draining else
+                "audit_unavailable" if agent.audit_closed else "ok",
                 "model": agent.engine.model.info.to_dict(),
                 "queue_depth": agent.engine.queue_depth, "max_queue": agent.engine.max_queue,
                 "uptime_s": round(time.monotonic() - agent.started_at, 3)}
-        return JSONResponse(body, status_code=503 if agent.draining else 200)
+        return JSONResponse(body, status_code=503 if down else 200)
 
     async def metrics(self, request: Request) -> Response:
         return PlainTextResponse(self.agent.metrics.render(),

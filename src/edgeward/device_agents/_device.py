@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.device_agents._log import log_event
+from edgeward.device_agents._reserve import DiskReserve, is_disk_full
 from edgeward.errors import ConfigError, EdgewardError
 from edgeward.fleet.protocol import HealthSample
 from edgeward.provenance import LogConfig, PrivateKey, TamperEvidentLog
@@ -30,6 +31,7 @@ __all__ = ["HealthSampler", "LogAuditSink", "audit_hmac_key"]
 
 _HMAC_KEY_BYTES = 32
 _CHECKPOINT_EVERY = 64  # audit entries between signed checkpoints
+AUDIT_RESERVE_BYTES = 1 << 20  # bytes held back for audit records on a full disk
 
 
 def audit_hmac_key(state_dir: Path) -> bytes:
@@ -65,13 +67,20 @@ def audit_hmac_key(state_dir: Path) -> bytes:
 class LogAuditSink:
     """The safety filter's audit sink over a tamper-evident log (thread-safe).
 
-    A write that fails is logged (``audit_write_failed``) and counted in :attr:`failures`;
-    it never fails the request that was being decided on.
+    The disk space of :data:`AUDIT_RESERVE_BYTES` is held back in ``PATH.reserve``
+    (:class:`~edgeward.device_agents._reserve.DiskReserve`): a write that fails because the
+    disk is full releases it and is written again, so the record still lands
+    (``audit_reserve_used``, ``on_reserve_used``). A write that fails all the same is logged
+    (``audit_write_failed``) and counted in :attr:`failures`; it never fails the request that
+    was being decided on; ``on_failure`` decides what the agent does next.
 
     Args:
         path: the log file (its directory is created, mode 0700).
         key: the device key that signs checkpoints (every 64 entries and at close).
-        on_failure: called after a failed write (the agent counts it in ``/metrics``).
+        on_failure: called after a failed write (the agent counts it in ``/metrics`` and
+            applies the safety policy's ``[audit] on_failure``).
+        on_reserve_used: called after a record was written in the reserve's space (an alert).
+        reserve_bytes: the reserve's size (0: none).
 
     Raises:
         ConfigError: the log cannot be opened or another process holds it.
@@ -79,7 +88,9 @@ class LogAuditSink:
     """
 
     def __init__(self, path: Path, *, key: PrivateKey | None = None,
-                 on_failure: Callable[[], None] | None = None) -> None:
+                 on_failure: Callable[[], None] | None = None,
+                 on_reserve_used: Callable[[], None] | None = None,
+                 reserve_bytes: int = AUDIT_RESERVE_BYTES) -> None:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
@@ -90,15 +101,30 @@ class LogAuditSink:
                                      config=LogConfig(checkpoint_every=_CHECKPOINT_EVERY))
         self._lock = threading.Lock()
         self._on_failure = on_failure
+        self._on_reserve_used = on_reserve_used
+        self.reserve = DiskReserve(path.with_name(path.name + ".reserve"), reserve_bytes)
+        self.reserve.ensure(force=True)
         self.failures = 0
         self.appended = 0
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one ``safety_decision`` entry."""
+        """Append one ``safety_decision`` entry (in the reserve's space on a full disk)."""
         with self._lock:
             try:
-                self._log.append(AUDIT_KIND, record)
+                try:
+                    self._log.append(AUDIT_KIND, record)
+                except EdgewardError as e:
+                    if not (is_disk_full(e) and self.reserve.release()):
+                        raise
+                    self._log.append(AUDIT_KIND, record)
+                    log_event(logging.CRITICAL, "audit_reserve_used", log=str(self.path),
+                              detail="the disk is full: this audit record was written in the "
+                                     "space held back for it; free space on the disk")
+                    if self._on_reserve_used is not None:
+                        self._on_reserve_used()
                 self.appended += 1
+                if not self.reserve.held:
+                    self.reserve.ensure()
             except EdgewardError as e:
                 self.failures += 1
                 log_event(logging.ERROR, "audit_write_failed", log=str(self.path),

@@ -15,10 +15,17 @@ The bound (``max_bytes``, ``max_messages``) is kept by this drop policy, in orde
 3. a new health report that still does not fit is dropped itself (counted);
 4. events and the newest provenance report are never dropped: when they alone fill the spool,
    the new event is refused with :class:`~edgeward.errors.ResourceError`, so its caller knows.
+
+A full *disk* is another matter: the spool keeps a reserve file next to it
+(:class:`~edgeward.device_agents._reserve.DiskReserve`, ``reserve_bytes``); a write that fails
+because the disk is full releases it and is tried again, so the event still lands, and
+:attr:`Spool.reserve_used` counts it (the telemetry client then queues a critical
+``storage.reserve_used`` event). Only when the reserve is used up too is the write refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from edgeward.device_agents._reserve import DiskReserve, is_disk_full
 from edgeward.errors import ConfigError, ResourceError
 from edgeward.fleet.protocol import Kind, WireMessage
 
@@ -60,14 +68,20 @@ class SpoolConfig:
         durable: fsync every write (``synchronous=FULL``), so a power cut loses nothing that
             was accepted and never lets a ``seq`` be used twice; ``False`` survives crashes of
             the process only (tests).
+        reserve_bytes: disk space held back in ``PATH.reserve`` for writes on a full disk
+            (0: none).
     """
 
     path: Path
     max_bytes: int = 16 * 2**20  # bytes
     max_messages: int = 50_000  # messages
     durable: bool = True
+    reserve_bytes: int = 1 << 20  # bytes
 
     def __post_init__(self) -> None:
+        if not 0 <= self.reserve_bytes <= 1 << 30:
+            raise ConfigError(f"spool reserve_bytes must be 0..{1 << 30}, got "
+                              f"{self.reserve_bytes!r}")
         if self.max_bytes < 64 * 1024 or self.max_messages < 16:
             raise ConfigError(f"spool bounds too small: max_bytes={self.max_bytes!r} (at least "
                               f"65536), max_messages={self.max_messages!r} (at least 16)")
@@ -107,6 +121,10 @@ class Spool:
             self._db = sqlite3.connect(config.path, isolation_level=None,
                                        check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A bounded write-ahead log: checkpointed every 128 pages (512 KiB) and cut back
+            # to 512 KiB after, so it cannot take the disk's last free space by itself.
+            self._db.execute("PRAGMA wal_autocheckpoint=128")
+            self._db.execute("PRAGMA journal_size_limit=524288")
             self._db.execute(f"PRAGMA synchronous={'FULL' if config.durable else 'NORMAL'}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
@@ -119,6 +137,14 @@ class Spool:
             raise ResourceError(f"{config.path}: cannot open the telemetry spool ({e}); move "
                                 "the file aside only if you also re-enroll the device") from e
         self._count, self._bytes = int(row[0]), int(row[1])
+        self._reserve = DiskReserve(config.path.with_name(config.path.name + ".reserve"),
+                                    config.reserve_bytes)
+        self._reserve.ensure(force=True)
+
+    @property
+    def reserve_used(self) -> int:
+        """How many times a full disk made the spool use its reserve."""
+        return self._reserve.released
 
     # -- counters --------------------------------------------------------------------------
     def _get(self, name: str) -> int:
@@ -190,7 +216,7 @@ class Spool:
             self._set("seq", seq)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()  # SQLite may have rolled back itself (a full disk does)
             self._resync()
             raise
         self._count += 1
@@ -295,11 +321,40 @@ class Spool:
         if self._closed:
             raise ResourceError(f"{self.config.path}: the telemetry spool is closed")
         try:
+            # On a full disk: fold the write-ahead log into the file and cut it (it holds
+            # many copies of the same pages), and try again; then give back the reserve.
+            for remedy in (self._checkpoint, self._reserve.release):
+                try:
+                    return run()
+                except sqlite3.Error as e:
+                    self._rollback()
+                    if not is_disk_full(e):
+                        raise
+                    remedy()
+                    self._checkpoint()
             return run()
         except sqlite3.Error as e:
-            if self._db.in_transaction:
+            self._rollback()
+            full = is_disk_full(e)
+            hint = (" and its reserve is used up; free space on the disk (telemetry is kept "
+                    "in order until then)" if full else "")
+            raise ResourceError(f"{self.config.path}: telemetry spool write failed ({e})"
+                                f"{'; the disk is full' if full else ''}{hint}") from e
+        finally:
+            if not self._reserve.held:
+                self._reserve.ensure()
+
+    def _checkpoint(self) -> bool:
+        try:
+            row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return row is not None and row[0] == 0
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            raise ResourceError(f"{self.config.path}: telemetry spool write failed ({e})") from e
 
     def close(self) -> None:
         """Close the file (further calls fail)."""

@@ -163,10 +163,23 @@ class TelemetryClient:
         self._last_error: str | None = None
         self._drain_deadline = 0.0
         self._final: TelemetryStatus | None = None
+        self._reserve_alerted = self._spool.reserve_used
 
     # -- producing -------------------------------------------------------------------------
     def _queue(self, kind: Kind, make: Callable[[int, float], Any]) -> int | None:
         seq = self._spool.append(kind, lambda s: encode(make(s, self._clock()), self._key))
+        used = self._spool.reserve_used
+        if used > self._reserve_alerted:  # the disk is full: that went into the reserve
+            self._reserve_alerted = used
+            log.critical("the disk is full: telemetry went into the spool's reserve (%s)",
+                         self.config.spool.path)
+            try:
+                self._spool.append(Kind.EVENTS, lambda s: encode(EventMessage(
+                    device_id=self.config.device_id, seq=s, time=self._clock(),
+                    event="storage.reserve_used", severity="critical",
+                    data={"file": "telemetry_spool"}), self._key))
+            except EdgewardError as e:  # what the caller queued is queued: do not fail it
+                log.error("the storage.reserve_used alert was not queued: %s", e)
         self._wake.set()
         return seq
 

@@ -280,6 +280,7 @@ class TamperEvidentLog:
         entry = LogEntry(self._next_seq, utc_now(), kind, data, self._head)
         line = entry.line()
         buf = memoryview(line + b"\n")
+        start = os.fstat(self._fd).st_size
         try:
             while buf:
                 n = os.write(self._fd, buf)
@@ -287,8 +288,12 @@ class TamperEvidentLog:
             if self.config.fsync is FsyncPolicy.EVERY_ENTRY:
                 os.fsync(self._fd)
         except OSError as e:
-            raise ConfigError(f"{self.path}: cannot append ({e.strerror}); the last line may "
-                              "be torn: run `edgeward verify-log`") from e
+            try:  # cut a partly written line off, so that a retry (e.g. once the disk has
+                os.ftruncate(self._fd, start)  # room again) appends a whole line
+                torn = ""
+            except OSError:
+                torn = "; the last line may be torn: run `edgeward verify-log`"
+            raise ConfigError(f"{self.path}: cannot append ({e.strerror}){torn}") from e
         self._next_seq += 1
         self._head = hashlib.sha256(line).hexdigest()
         return entry

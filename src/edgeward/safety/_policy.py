@@ -89,6 +89,11 @@ class Policy:
         max_hold: most characters a stream holds back to see if they start a PII pattern.
         log_text: audit records may contain the text itself (off: patient data stays out).
         log_redacted_text: audit records may contain the redacted text.
+        on_audit_failure: ``[audit] on_failure``: what a device agent does when an audit
+            record cannot be written even in the disk space held back for it:
+            ``"keep_serving"`` (default; alert, count, serve on) or ``"fail_closed"`` (the
+            ``phi`` preset; stop serving: answer 503 ``audit_unavailable`` until the agent is
+            reloaded or restarted with room on the disk).
         plugin_options: ``[plugins.NAME]`` tables, passed to each plug-in's factory.
         source: the file it came from (``<default>`` for the built-in one).
         digest: ``sha256:`` of the file's bytes (recorded in audit records).
@@ -117,6 +122,7 @@ class Policy:
     max_hold: int = 48  # characters
     log_text: bool = False
     log_redacted_text: bool = False
+    on_audit_failure: str = "keep_serving"
     plugin_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = "<default>"
     digest: str = ""
@@ -139,6 +145,7 @@ class Policy:
                 "default_action": self.default_action, "check_every": self.check_every,
                 "window": self.window, "max_hold": self.max_hold, "log_text": self.log_text,
                 "log_redacted_text": self.log_redacted_text,
+                "on_audit_failure": self.on_audit_failure,
                 "plugin_options": {k: dict(v) for k, v in self.plugin_options.items()},
                 "source": self.source, "digest": self.digest}
 
@@ -235,6 +242,16 @@ def _patterns(pii: _Reader, default_types: tuple[str, ...]
     return out
 
 
+AUDIT_FAILURE_MODES = ("keep_serving", "fail_closed")
+
+
+def _audit_failure(a: _Reader) -> str:
+    mode = a.get("on_failure", str, "keep_serving")
+    if mode not in AUDIT_FAILURE_MODES:
+        raise a.fail("on_failure", mode, f"expected one of {list(AUDIT_FAILURE_MODES)}")
+    return str(mode)
+
+
 def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
     known = {"policy", "checks", "classifier", "pii", "actions", "stream", "audit", "plugins"}
     top = _Reader(source, "", data)
@@ -291,6 +308,7 @@ def _parse(data: Mapping[str, Any], source: str, digest: str) -> Policy:
         max_hold=int(s.number("max_hold", 48, 0, 4096) or 0),
         log_text=a.get("log_text", bool, False),
         log_redacted_text=a.get("log_redacted_text", bool, False),
+        on_audit_failure=_audit_failure(a),
         plugin_options={name: dict(opts) for name, opts in plugins.items()},
         source=source, digest=digest)
     for reader in (p, c, k, pii, s, a):
