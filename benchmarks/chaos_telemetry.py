@@ -121,7 +121,7 @@ def scenario(directory: Path, *, mode: str = "kill", clients: int = 8, rate: flo
                 device_id=device, broker=BrokerOptions(url=broker.url),
                 spool=SpoolConfig(path=directory / f"{device}.spool", durable=False),
                 health_interval_s=1.0 / rate, reconnect_min_s=0.2, reconnect_max_s=1.0,
-                drain_timeout_s=deliver_timeout_s, fleet_acks=fleet_acks, ack_timeout_s=1.0)
+                drain_timeout_s=deliver_timeout_s, fleet_acks=fleet_acks, ack_timeout_s=2.0)
             agents.append(TelemetryClient(cfg, key, health=lambda: HealthSample(uptime_s=1.0)))
         for a in agents:
             a.start()
@@ -130,8 +130,13 @@ def scenario(directory: Path, *, mode: str = "kill", clients: int = 8, rate: flo
         time.sleep(down_s)
         broker.start()
         time.sleep(after_s)
-        for a in agents:  # stop producing, deliver what is held (up to the drain timeout)
-            a.stop()
+        # Stop producing and deliver what is held (up to the drain timeout), all at once:
+        # one after the other, the later ones would go on producing meanwhile.
+        stoppers = [threading.Thread(target=a.stop) for a in agents]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         made = {d: a.status().seq for d, a in zip(keys, agents, strict=True)}
         undelivered = sum(a.status().queued for a in agents)
         if not fleet_acks:  # nothing tells the clients what was stored: give it a moment

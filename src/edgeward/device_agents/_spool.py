@@ -269,6 +269,24 @@ class Spool:
         with self._lock:
             return self._guard(run)
 
+    def fetch(self, ids: Iterable[int]) -> list[SpooledMessage]:
+        """The queued messages with these ids, in order (ids no longer queued are skipped)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+
+        def run() -> list[SpooledMessage]:
+            rows = []
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                rows += self._db.execute(
+                    "SELECT id, kind, seq, topic, payload, retain FROM outbox WHERE id IN "
+                    f"({','.join('?' * len(part))}) ORDER BY id", part).fetchall()
+            return [SpooledMessage(r[0], Kind(r[1]), r[2], WireMessage(r[3], r[4], bool(r[5])))
+                    for r in rows]
+        with self._lock:
+            return self._guard(run)
+
     def remove(self, ids: Iterable[int]) -> None:
         """Remove delivered messages (ids already gone, e.g. dropped, are ignored)."""
         wanted = list(ids)

@@ -101,9 +101,10 @@ class _LinkState:
     sent_upto: int = 0  # the last spool id published on this link
     retry_from: int | None = None  # the first unrouted spool id, to send again
     retry_at: float = 0.0  # when (monotonic seconds)
-    # spool id -> when to send it again unless the fleet acknowledged it (monotonic seconds);
-    # in the order sent, so the first entry is due first
+    # spool id -> when to send it again unless the fleet acknowledged it (monotonic seconds),
+    # from the broker's PUBACK on; in that order, so the first entry is due first
     unacked: dict[int, float] = field(default_factory=dict)
+    resend: deque[int] = field(default_factory=deque)  # spool ids due again, oldest first
 
 
 class TelemetryClient:
@@ -410,12 +411,16 @@ class TelemetryClient:
                 if self.config.fleet_acks:
                     room = min(room, self.config.ack_window - len(st.unacked))
                 flying = set(st.inflight.values())
+                again: list[int] = []
+                while st.resend and len(again) < room:
+                    again.append(st.resend.popleft())
+                for m in self._spool.fetch(again):  # what the fleet did not confirm in time
+                    if m.id not in flying:
+                        st.inflight[st.link.publish(m.wire)] = m.id
+                room -= len(again)
                 for m in self._spool.peek(st.sent_upto, room) if room > 0 else []:
                     if m.id not in flying:
                         st.inflight[st.link.publish(m.wire)] = m.id
-                        if self.config.fleet_acks:
-                            st.unacked.pop(m.id, None)  # to the end: sent now
-                            st.unacked[m.id] = time.monotonic() + self._ack_timeout()
                     st.sent_upto = m.id
                 self._settle_acks(st)
                 self._wake.wait(0.5)
@@ -450,7 +455,12 @@ class TelemetryClient:
                 log.warning("the broker refused a message (not authorized?)")
                 st.unacked.pop(row, None)
             elif self.config.fleet_acks:
-                continue  # the broker has it; it leaves the spool when the fleet stored it
+                # The broker has it; it leaves the spool when the fleet stored it, and goes
+                # again if the fleet does not say so in time.
+                if row != _STATE:
+                    st.unacked.pop(row, None)
+                    st.unacked[row] = time.monotonic() + self._ack_timeout()
+                continue
             done.append(row)
         self._spool.remove(i for i in done if i != _STATE)
         self._settle_fleet_acks(st)
@@ -458,16 +468,21 @@ class TelemetryClient:
         if st.retry_from is not None and now >= st.retry_at:
             st.sent_upto = min(st.sent_upto, st.retry_from - 1)
             st.retry_from = None
-        if st.unacked:
+        expired: list[int] = []
+        while st.unacked:
             first, due = next(iter(st.unacked.items()))
-            if now >= due:
-                # The fleet did not confirm it in time (a broker restart lost it, or no manager
-                # took it): send it, and what follows, again. Copies are stored once.
-                self._ack_timeouts = min(self._ack_timeouts + 1, _MAX_ACK_BACKOFF)
-                log.info("no fleet acknowledgement for %d message(s) within %.1f s; sending "
-                         "them again", len(st.unacked), self.config.ack_timeout_s)
-                st.sent_upto = min(st.sent_upto, first - 1)
-                st.unacked.clear()
+            if now < due:
+                break
+            del st.unacked[first]
+            expired.append(first)
+        if expired:
+            # The fleet did not confirm them in time (a broker restart lost them, or they
+            # went to another subscriber while no manager was there): send those again, and
+            # only those, waiting longer next time. Copies are stored once.
+            self._ack_timeouts = min(self._ack_timeouts + 1, _MAX_ACK_BACKOFF)
+            log.info("no fleet acknowledgement for %d message(s) in time; sending them again",
+                     len(expired))
+            st.resend.extend(sorted(expired))
 
     def _ack_timeout(self) -> float:
         return float(self.config.ack_timeout_s * 2 ** self._ack_timeouts)
