@@ -10,6 +10,7 @@ import pytest
 from _agent_helpers import Signed, sign_copy
 
 from edgeward.device_agents import Agent, RunningAgent, config_from_dict
+from edgeward.provenance import PrivateKey, Role, TrustStore, generate_key
 from edgeward.safety import SafetyFilter
 
 API_KEY = "test-key-0123456789"
@@ -63,3 +64,17 @@ def shared_agent(tmp_path_factory: pytest.TempPathFactory,
     yield next(factory)()
     for _ in factory:
         pass
+
+
+@pytest.fixture
+def operator() -> PrivateKey:
+    """An operator key (commands are signed with it)."""
+    return generate_key()
+
+
+@pytest.fixture
+def trust(tmp_path: Path, operator: PrivateKey) -> Path:
+    """A trust store that trusts ``operator`` with the operator role."""
+    store = TrustStore.open(tmp_path / "trust", create=True)
+    store.add(operator.public_key, [Role.OPERATOR], name="ops")
+    return tmp_path / "trust"

@@ -65,18 +65,6 @@ class _Agent:
         return [d for e, d in self.events if e == event]
 
 
-@pytest.fixture
-def operator() -> PrivateKey:
-    return generate_key()
-
-
-@pytest.fixture
-def trust(tmp_path: Path, operator: PrivateKey) -> Path:
-    store = TrustStore.open(tmp_path / "trust", create=True)
-    store.add(operator.public_key, [Role.OPERATOR], name="ops")
-    return tmp_path / "trust"
-
-
 def _updater(tmp_path: Path, trust: Path) -> tuple[Updater, _Agent]:
     agent = _Agent(tmp_path / "state", trust)
     updater = Updater(agent)  # type: ignore[arg-type]

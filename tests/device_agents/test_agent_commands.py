@@ -19,18 +19,6 @@ NOW = 1_790_000_000.0
 DIGEST_1, DIGEST_2 = "11" * 32, "22" * 32
 
 
-@pytest.fixture
-def operator() -> PrivateKey:
-    return generate_key()
-
-
-@pytest.fixture
-def trust(tmp_path: Path, operator: PrivateKey) -> Path:
-    store = TrustStore.open(tmp_path / "trust", create=True)
-    store.add(operator.public_key, [Role.OPERATOR], name="ops")
-    return tmp_path / "trust"
-
-
 def _gate(tmp_path: Path, trust: Path, now: float = NOW) -> CommandGate:
     return CommandGate(tmp_path / "state", "pi-01", trust, clock=lambda: now)
 
