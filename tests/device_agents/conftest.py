@@ -57,6 +57,13 @@ def make_agent(tmp_path: Path, signed_tiny: Signed) -> Iterator[AgentFactory]:
 
 
 @pytest.fixture(scope="module")
+def module_agent(tmp_path_factory: pytest.TempPathFactory,
+                 signed_tiny: Signed) -> Iterator[AgentFactory]:
+    """Like ``make_agent``, but the agents it starts serve the whole module."""
+    yield from _factory(tmp_path_factory.mktemp("module-agent"), signed_tiny)
+
+
+@pytest.fixture(scope="module")
 def shared_agent(tmp_path_factory: pytest.TempPathFactory,
                  signed_tiny: Signed) -> Iterator[RunningAgent]:
     """One agent with the default configuration for a module's read-only tests."""

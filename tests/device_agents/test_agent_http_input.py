@@ -131,13 +131,9 @@ def test_fuzz_request_parsers_never_fail_internally(body: dict[str, Any]) -> Non
 
 
 @pytest.fixture(scope="module")
-def fuzz_agent_url(tmp_path_factory: pytest.TempPathFactory, signed_tiny: Any) -> Any:
-    from conftest import _factory
-    factory = _factory(tmp_path_factory.mktemp("fuzz-agent"), signed_tiny)
-    agent = next(factory)(max_tokens_cap=2, default_max_tokens=2)
-    yield agent.url
-    for _ in factory:
-        pass
+def fuzz_agent_url(module_agent: Any) -> str:
+    # not `from conftest import ...`: in a whole-suite run "conftest" may be another directory's
+    return str(module_agent(max_tokens_cap=2, default_max_tokens=2).url)
 
 
 @settings(max_examples=60, deadline=None,
