@@ -162,12 +162,39 @@ def test_a_flood_of_forged_commands_does_not_crowd_out_the_operators(
         assert item is not None
         queued.append(item)
     assert len(queued) == 3
-    for item in queued:
-        updater.handle(*item)
+    for topic, payload, _nonce in queued:
+        updater.handle(topic, payload)
     assert [d["version"] for d in agent.of("command.accepted")] == [1, 2, 3]
     assert agent.metrics.counts[("edgeward_agent_commands_total", "refused", "forged")] == 300
     assert agent.metrics.counts[("edgeward_agent_commands_total", "dropped", "")] == 0
     assert len(agent.of("command.refused")) <= 20  # the flood is counted, not all reported
+
+
+def test_replays_of_a_genuine_command_do_not_crowd_out_the_next_ones(
+        tmp_path: Path, trust: Path, operator: PrivateKey) -> None:
+    # A genuine command recorded off the wire and sent 300 times: its copies verify, so only
+    # the nonce (queued already) or the gate's record (applied already) can tell them apart.
+    updater, agent = _updater(tmp_path, trust)
+    first = encode_command(new_command("pi-01", "set-config", 1, params={}), operator)
+    later = [encode_command(new_command("pi-01", "set-config", v, params={}), operator)
+             for v in (2, 3)]
+    for _ in range(150):  # while the command thread is busy: copies of a queued command
+        updater.receive(first.topic, first.payload)
+    (item,) = [updater._queue.get_nowait()]
+    assert updater._queue.empty()
+    updater.handle(item[0], item[1])
+    updater._queued.discard(item[2])
+    for i in range(150):  # after it was applied: copies the gate has seen
+        updater.receive(first.topic, first.payload)
+        if i in (49, 99):
+            nxt = later[0 if i == 49 else 1]
+            updater.receive(nxt.topic, nxt.payload)
+    queued = [updater._queue.get_nowait() for _ in range(updater._queue.qsize())]
+    for topic, payload, _nonce in queued:
+        updater.handle(topic, payload)
+    assert [d["version"] for d in agent.of("command.accepted")] == [1, 2, 3]
+    assert agent.metrics.counts[("edgeward_agent_commands_total", "refused", "replayed")] == 299
+    assert agent.metrics.counts[("edgeward_agent_commands_total", "dropped", "")] == 0
 
 
 def test_a_refusal_carries_the_devices_last_version(tmp_path: Path, trust: Path,

@@ -69,6 +69,20 @@ class CommandGate:
         """The highest version admitted so far (0: none)."""
         return int(self._state["last_version"])
 
+    def already_refused(self, cmd: Command) -> CommandRefusedError | None:
+        """The refusal :meth:`admit` would give ``cmd`` for its nonce or version, checked
+        without recording anything (the network thread uses it so that replays of a genuine
+        command cannot fill the queue); ``None`` when only :meth:`admit` can tell."""
+        with self._lock:
+            if cmd.nonce in self._state["nonces"]:
+                return CommandRefusedError(f"command {cmd.command_id}: nonce seen before (a "
+                                           "replay)", reason="replayed")
+            if cmd.version <= self._state["last_version"]:
+                return CommandRefusedError(
+                    f"command {cmd.command_id}: version {cmd.version} is not above the last "
+                    f"applied {self._state['last_version']}", reason="stale_version")
+        return None
+
     def admit(self, topic: str, payload: bytes) -> Command:
         """Check a received command (see the module docstring) and record it as admitted.
 

@@ -69,10 +69,12 @@ class Updater:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.gate: CommandGate | None = None
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_QUEUE)
+        self._queue: queue.Queue[tuple[str, bytes, str] | None] = queue.Queue(_QUEUE)
         self._thread: threading.Thread | None = None
         self._serving = ""
         self._reported: list[float] = []  # times of refusal events reported on arrival
+        self._queued: set[str] = set()  # nonces of verified commands waiting in the queue
+        self._queued_lock = threading.Lock()
         self._report_lock = threading.Lock()
 
     def start(self, gate: CommandGate, serving: str) -> Callable[[str, bytes], None]:
@@ -97,13 +99,17 @@ class Updater:
         """On the network thread: check the envelope and the operator signature, then queue
         the command for the command thread; what does not verify is refused here."""
         try:
-            self._precheck(topic, payload)
+            cmd = self._precheck(topic, payload)
+            self._not_a_replay(cmd)
         except CommandRefusedError as e:
             self._refused(e, None, report=self._may_report())
             return
         try:
-            self._queue.put_nowait((topic, payload))
+            self._queue.put_nowait((topic, payload, cmd.nonce if cmd is not None else ""))
         except queue.Full:
+            if cmd is not None:
+                with self._queued_lock:
+                    self._queued.discard(cmd.nonce)
             self.agent.metrics.inc("edgeward_agent_commands_total", result="dropped")
             log_event(logging.WARNING, "command_dropped", reason="queue_full")
 
@@ -126,6 +132,22 @@ class Updater:
         except RejectedMessageError as e:
             raise CommandRefusedError(str(e), reason=e.reason) from e
 
+    def _not_a_replay(self, cmd: Command | None) -> None:
+        """Refuse, on arrival, a verified command whose nonce is queued already or that the
+        gate would refuse as replayed or stale: copies of one genuine command cannot crowd
+        out the next."""
+        if cmd is None:
+            return
+        gate = self.gate
+        refusal = gate.already_refused(cmd) if gate is not None else None
+        if refusal is not None:
+            raise refusal
+        with self._queued_lock:
+            if cmd.nonce in self._queued:
+                raise CommandRefusedError(f"command {cmd.command_id}: a copy is already "
+                                          "queued (a replay)", reason="replayed")
+            self._queued.add(cmd.nonce)
+
     def _may_report(self) -> bool:
         """Whether a refusal on arrival is reported as an event (a flood is only counted)."""
         most, window = _REFUSAL_EVENTS
@@ -140,8 +162,9 @@ class Updater:
     def _run(self) -> None:
         self._recover()
         while (item := self._queue.get()) is not None:
+            topic, payload, nonce = item
             try:
-                self.handle(*item)
+                self.handle(topic, payload)
             except Exception as e:  # noqa: BLE001 -- a command must never take the agent down
                 # No traceback: the input came from outside; the event says what failed.
                 log_event(logging.ERROR, "command_handling_failed", error=type(e).__name__,
@@ -150,6 +173,9 @@ class Updater:
                                        reason="internal")
                 self.agent.report_event("command.failed", {
                     "reason": "internal", "detail": f"{type(e).__name__}: {e}"[:1000]}, "error")
+            finally:
+                with self._queued_lock:
+                    self._queued.discard(nonce)
 
     def handle(self, topic: str, payload: bytes) -> Command | None:
         """Admit (or refuse) one received command and apply it; every outcome is logged,
