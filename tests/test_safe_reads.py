@@ -281,3 +281,23 @@ def test_a_fifo_signature_at_reload_is_refused_and_sigterm_still_stops_the_agent
         proc.stop()
     assert rc == 0, "".join(proc.lines)
     assert "Traceback" not in "".join(proc.lines)
+
+
+def test_an_artifact_larger_than_the_free_space_is_refused_before_copying(
+        signed: Signed, tmp_path: Path) -> None:
+    import shutil as _shutil
+
+    from edgeward.device_agents import ModelStore
+    from edgeward.errors import ResourceError
+
+    big = tmp_path / "huge.gguf"
+    with big.open("wb") as f:  # sparse: a size larger than any free space, nothing on disk
+        f.truncate(_shutil.disk_usage(tmp_path).free + (1 << 40))
+    _shutil.copyfile(signed.artifact.with_name(signed.artifact.name + ".edgeward.json"),
+                     tmp_path / "huge.gguf.edgeward.json")
+    store = ModelStore(tmp_path / "state")
+    store.open()
+    with pytest.raises(ResourceError, match="free"):
+        _returns_within(lambda: store.load(big, trust_store=signed.trust))
+    models = tmp_path / "state" / "models"
+    assert not models.exists() or not any(models.iterdir())

@@ -271,6 +271,10 @@ def _copy_file(src: str | Path, dst: str | Path) -> None:
         except OSError:
             pass
         left = os.fstat(fin.fileno()).st_size
+        free = shutil.disk_usage(Path(dst).parent).free
+        if left > free:  # refuse before filling the disk (a sparse "model" of a terabyte)
+            raise ResourceError(f"{src}: {left:,} bytes to copy into the state_dir, which has "
+                                f"{free:,} free; free space or use a smaller artifact")
         while left > 0 and (block := fin.read(min(_COPY_BLOCK, left))):
             fout.write(block)
             left -= len(block)
