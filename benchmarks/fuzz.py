@@ -82,6 +82,15 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
 
 # -- the parsers: each returns (valid seed, run(input)) ------------------------------------
 
+def _via_file(target: Path, parse: Callable[[Path], object]) -> Callable[[bytes], object]:
+    """A run() that writes the input to ``target`` and parses the file, as a user's is."""
+    def run(data: bytes) -> object:
+        target.write_bytes(data)
+        return parse(target)
+
+    return run
+
+
 def _gguf(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
     from _models import write_tiny_gguf
     from edgeward.runtimes import read_gguf_header
@@ -107,13 +116,7 @@ def _policy(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
     from edgeward.safety import load_policy
 
     seed = (resources.files("edgeward.safety") / "policies" / "phi.toml").read_bytes()
-    target = tmp / "p.toml"
-
-    def run(data: bytes) -> object:
-        target.write_bytes(data)
-        return load_policy(target)
-
-    return seed, run
+    return seed, _via_file(tmp / "p.toml", load_policy)
 
 
 def _trust_store(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
@@ -124,11 +127,7 @@ def _trust_store(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
                                              name="fuzz")
     seed = (store / "index.toml").read_bytes()
 
-    def run(data: bytes) -> object:
-        (store / "index.toml").write_bytes(data)
-        return TrustStore.open(store)
-
-    return seed, run
+    return seed, _via_file(store / "index.toml", lambda _index: TrustStore.open(store))
 
 
 def _envelope(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
@@ -208,13 +207,7 @@ def _agent_config(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
             b'listen = "127.0.0.1:8080"\nmax_queue = 8\nmax_tokens_cap = 1024\n'
             b'default_max_tokens = 256\nsafety_policy = "default"\n'
             b'[telemetry]\nbroker = "mqtt://127.0.0.1:1883"\n')
-    target = tmp / "agent.toml"
-
-    def run(data: bytes) -> object:
-        target.write_bytes(data)
-        return load_agent_config(target)
-
-    return seed, run
+    return seed, _via_file(tmp / "agent.toml", load_agent_config)
 
 
 def _bundle_manifest(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
@@ -227,11 +220,7 @@ def _bundle_manifest(tmp: Path) -> tuple[bytes, Callable[[bytes], object]]:
                                  "artifact/m.gguf.edgeward.json": "cd" * 32,
                                  "trust/index.toml": "ef" * 32}}, indent=2).encode()
 
-    def run(data: bytes) -> object:
-        (bundle / "MANIFEST.json").write_bytes(data)
-        return _bundle._read_manifest(bundle)
-
-    return seed, run
+    return seed, _via_file(bundle / "MANIFEST.json", lambda _m: _bundle._read_manifest(bundle))
 
 
 PARSERS: dict[str, Callable[[Path], tuple[bytes, Callable[[bytes], object]]]] = {

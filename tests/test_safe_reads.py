@@ -193,17 +193,25 @@ def test_verify_follows_a_symlinked_artifact_and_refuses_a_link_to_a_device(
 
 def test_the_agent_refuses_an_artifact_linked_to_dev_zero_without_copying(
         signed: Signed, tmp_path: Path) -> None:
-    from edgeward.device_agents import ModelStore
     from edgeward.errors import EdgewardError
 
     zero = tmp_path / "zero.gguf"
     zero.symlink_to("/dev/zero")
+    _load_refused_without_a_copy(zero, signed, tmp_path, EdgewardError, "character device")
+
+
+def _load_refused_without_a_copy(artifact: Path, signed: Signed, tmp_path: Path,
+                                 error: type[Exception], match: str) -> None:
+    """Load ``artifact`` (with ``signed``'s signature beside it) into a fresh agent store:
+    refused with ``error``, promptly, and no private copy left behind."""
+    from edgeward.device_agents import ModelStore
+
     shutil.copyfile(signed.artifact.with_name(signed.artifact.name + ".edgeward.json"),
-                    tmp_path / "zero.gguf.edgeward.json")
+                    artifact.with_name(artifact.name + ".edgeward.json"))
     store = ModelStore(tmp_path / "state")
     store.open()
-    with pytest.raises(EdgewardError, match="character device"):
-        _returns_within(lambda: store.load(zero, trust_store=signed.trust))
+    with pytest.raises(error, match=match):
+        _returns_within(lambda: store.load(artifact, trust_store=signed.trust))
     models = tmp_path / "state" / "models"
     assert not models.exists() or not any(models.iterdir())
 
@@ -285,19 +293,9 @@ def test_a_fifo_signature_at_reload_is_refused_and_sigterm_still_stops_the_agent
 
 def test_an_artifact_larger_than_the_free_space_is_refused_before_copying(
         signed: Signed, tmp_path: Path) -> None:
-    import shutil as _shutil
-
-    from edgeward.device_agents import ModelStore
     from edgeward.errors import ResourceError
 
     big = tmp_path / "huge.gguf"
     with big.open("wb") as f:  # sparse: a size larger than any free space, nothing on disk
-        f.truncate(_shutil.disk_usage(tmp_path).free + (1 << 40))
-    _shutil.copyfile(signed.artifact.with_name(signed.artifact.name + ".edgeward.json"),
-                     tmp_path / "huge.gguf.edgeward.json")
-    store = ModelStore(tmp_path / "state")
-    store.open()
-    with pytest.raises(ResourceError, match="free"):
-        _returns_within(lambda: store.load(big, trust_store=signed.trust))
-    models = tmp_path / "state" / "models"
-    assert not models.exists() or not any(models.iterdir())
+        f.truncate(shutil.disk_usage(tmp_path).free + (1 << 40))
+    _load_refused_without_a_copy(big, signed, tmp_path, ResourceError, "free")

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,14 +175,8 @@ def parse_toml(text: str, *, what: str = "document", error: ErrorClass = ConfigE
         raise error(f"{what}: not valid TOML ({e})") from None
     # TOML integers are 64-bit; tomllib returns any size (0x9999… of 5,000 digits parses, and
     # then formatting it in an error message raises ValueError).
-    stack: list[Any] = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, int) and not -(1 << 63) <= item < 1 << 63:
+    for item, _depth in _walk(data):
+        if isinstance(item, int) and not -(1 << 63) <= item < 1 << 63:
             raise error(f"{what}: not valid TOML (an integer outside the 64-bit range)")
     return data
 
@@ -191,27 +185,29 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_depth(value: Any, max_depth: int, what: str, error: ErrorClass) -> None:
+def _walk(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every node of a parsed document (dict keys included) with its depth, without
+    recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > max_depth:
-                raise error(f"the {what} nests deeper than {max_depth} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+        yield item, depth
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _check_depth(value: Any, max_depth: int, what: str, error: ErrorClass) -> None:
+    for item, depth in _walk(value):
+        if depth > max_depth and isinstance(item, dict | list):
+            raise error(f"the {what} nests deeper than {max_depth} levels")
 
 
 def _check_surrogates(value: Any, what: str, error: ErrorClass) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
+    for item, _depth in _walk(value):
+        if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
