@@ -22,8 +22,10 @@ ALLOWED: dict[str, set[str]] = {
     "runtimes": {"errors", "hardware_profiles"},
     "compress": {"errors", "hardware_profiles", "provenance", "runtimes"},
     "fleet": {"errors", "provenance"},
+    # Behavioural fingerprints run a loaded model (runtimes) and sign nothing themselves.
+    "behaviour": {"errors", "runtimes", "hardware_profiles", "provenance"},
     "device_agents": {"errors", "runtimes", "safety", "provenance", "fleet.protocol",
-                      "hardware_profiles"},
+                      "hardware_profiles", "behaviour"},
 }
 for _name, _allowed in ALLOWED.items():
     if _name not in ("errors", "safeio"):

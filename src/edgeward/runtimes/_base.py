@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 import resource
 import sys
 import time
@@ -25,6 +26,7 @@ __all__ = [
     "Embeddings",
     "GenerationStats",
     "Piece",
+    "PositionScores",
     "Runtime",
     "SamplingParams",
     "TokenStream",
@@ -114,6 +116,23 @@ class GenerationStats:
     total_s: float = 0.0
     peak_memory_bytes: int = 0
     finish_reason: FinishReason = "stop"
+
+
+@dataclass(frozen=True)
+class PositionScores:
+    """The model's next-token distribution after one position of a teacher-forced text.
+
+    Attributes:
+        position: the index in the token list whose logits these are (they predict the token
+            at ``position + 1``).
+        top: the ``top_k`` most likely next tokens as ``(token id, log-probability)``, most
+            likely first.
+        looked_up: the log-probabilities of the tokens asked for at this position, in order.
+    """
+
+    position: int
+    top: tuple[tuple[int, float], ...]
+    looked_up: tuple[float, ...] = ()
 
 
 @dataclass
@@ -286,6 +305,45 @@ class Runtime(abc.ABC):
         with self._translating("embedding"):
             return self._embed(list(texts))
 
+    def score(self, tokens: Sequence[int], positions: Sequence[int], *, top_k: int = 5,
+              lookup: Sequence[Sequence[int]] | None = None) -> list[PositionScores]:
+        """Teacher-force ``tokens`` and read the next-token log-probabilities at ``positions``.
+
+        This runs the loaded model itself (with whatever adapters, patches and build it has),
+        so it is what a behavioural fingerprint measures. The model's cache is cleared before
+        and after; the next ``generate`` starts from an empty context.
+
+        Args:
+            tokens: token ids of the text, as the model's tokenizer gives them.
+            positions: indices into ``tokens`` whose logits to read (ascending, unique).
+            top_k: how many of the most likely next tokens to return per position (1-64).
+            lookup: per position, token ids whose log-probabilities to return as well.
+
+        Raises:
+            ConfigError: empty tokens, positions out of range or not ascending, a bad top_k,
+                a lookup list of the wrong length, or a text longer than the context.
+            RuntimeBackendError: the model cannot score (an encoder), or the backend failed.
+        """
+        self._require_loaded()
+        tokens, positions = [int(t) for t in tokens], [int(p) for p in positions]
+        if not tokens or not positions:
+            raise ConfigError("score needs at least one token and one position")
+        if any(b <= a for a, b in itertools.pairwise(positions)) \
+                or positions[0] < 0 or positions[-1] >= len(tokens):
+            raise ConfigError(f"score positions must be ascending indices into the "
+                              f"{len(tokens)} tokens, got {positions[:8]}...")
+        if not 1 <= top_k <= 64:
+            raise ConfigError(f"top_k must be between 1 and 64, got {top_k}")
+        if lookup is not None and len(lookup) != len(positions):
+            raise ConfigError(f"lookup needs one list per position ({len(positions)}), "
+                              f"got {len(lookup)}")
+        if "score" not in self.capabilities:
+            raise RuntimeBackendError(f"{self._artifact}: this model does not give next-token "
+                                      "log-probabilities")
+        with self._translating("scoring"):
+            return self._score(tokens, positions, top_k,
+                               [list(x) for x in lookup] if lookup is not None else None)
+
     def complete(self, prompt: str, params: SamplingParams | None = None) -> Completion:
         """Generate to the end and return the text with its figures."""
         stream = self.generate(prompt, params)
@@ -317,6 +375,10 @@ class Runtime(abc.ABC):
 
     def _embed(self, texts: list[str]) -> Embeddings:
         raise RuntimeBackendError(f"{type(self).__name__} does not produce embeddings")
+
+    def _score(self, tokens: list[int], positions: list[int], top_k: int,
+               lookup: list[list[int]] | None) -> list[PositionScores]:
+        raise RuntimeBackendError(f"{type(self).__name__} does not give log-probabilities")
 
     # -- internals -------------------------------------------------------------------------
 

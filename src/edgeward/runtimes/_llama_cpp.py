@@ -16,6 +16,7 @@ from edgeward.runtimes._base import (
     ChatMessage,
     Embeddings,
     FinishReason,
+    PositionScores,
     Runtime,
     SamplingParams,
     stop_and_budget,
@@ -40,16 +41,24 @@ class LlamaCppRuntime(Runtime):
     Threads and GPU layers come from the profile; weights are memory-mapped; the context
     length comes from the request, else the profile, else 4096 tokens (never more than the
     model was trained for).
+
+    Args:
+        batch_size: tokens per prompt-processing batch (llama.cpp's ``n_batch``; default 512,
+            never more than the context). Results may differ in the last bits between batch
+            sizes; behavioural fingerprints calibrate their tolerance over several.
     """
 
     format = "gguf"
-    capabilities = frozenset({"generate", "chat", "embed"})
+    capabilities = frozenset({"generate", "chat", "embed", "score"})
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_size: int | None = None) -> None:
         super().__init__()
+        if batch_size is not None and not 1 <= batch_size <= 65536:
+            raise ConfigError(f"batch_size must be between 1 and 65536, got {batch_size}")
         self._llm: Any = None
         self._embedder: Any = None  # a second context in embedding mode, made on first use
         self._threads = 1
+        self._batch_size = batch_size or 512
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -73,6 +82,7 @@ class LlamaCppRuntime(Runtime):
         self._llm = Llama(
             model_path=str(artifact),
             n_ctx=n_ctx,
+            n_batch=self._batch_size,
             n_threads=threads,
             n_threads_batch=threads,
             n_gpu_layers=profile.effective_gpu_layers if profile else 0,
@@ -164,6 +174,57 @@ class LlamaCppRuntime(Runtime):
             close = getattr(raw, "close", None)
             if close is not None:
                 close()
+
+    def _score(self, tokens: list[int], positions: list[int], top_k: int,
+               lookup: list[list[int]] | None) -> list[PositionScores]:
+        import llama_cpp
+        import numpy as np
+
+        llm = self._llm
+        n_ctx, n_vocab = int(llm.n_ctx()), int(llm.n_vocab())
+        if len(tokens) > n_ctx:
+            raise ConfigError(f"the text is {len(tokens)} tokens but the context holds {n_ctx}")
+        if any(not 0 <= t < n_vocab for t in tokens) or (lookup is not None and any(
+                not 0 <= t < n_vocab for row in lookup for t in row)):
+            raise ConfigError(f"a token id is outside the model's vocabulary of {n_vocab}")
+        wanted = {p: i for i, p in enumerate(positions)}
+        step = max(1, int(llm.n_batch))
+        batch = llama_cpp.llama_batch_init(step, 0, 1)
+        out: list[PositionScores] = []
+        llm._ctx.kv_cache_clear()
+        llm.reset()  # llama-cpp-python must not think its cached prompt is still there
+        try:
+            for start in range(0, len(tokens), step):
+                chunk = tokens[start:start + step]
+                batch.n_tokens = len(chunk)
+                for i, token in enumerate(chunk):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = (start + i) in wanted
+                rc = llama_cpp.llama_decode(llm._ctx.ctx, batch)
+                if rc != 0:
+                    raise RuntimeBackendError(f"llama_decode returned {rc} while scoring")
+                for i in range(len(chunk)):
+                    index = wanted.get(start + i)
+                    if index is None:
+                        continue
+                    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, i)
+                    logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+                    m = float(logits.max())
+                    logp = logits - (m + float(np.log(np.exp(logits - m).sum())))
+                    top = np.argpartition(-logp, top_k - 1)[:top_k]
+                    top = top[np.argsort(-logp[top], kind="stable")]
+                    extra = lookup[index] if lookup is not None else []
+                    out.append(PositionScores(
+                        start + i, tuple((int(t), float(logp[t])) for t in top),
+                        tuple(float(logp[t]) for t in extra)))
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            llm._ctx.kv_cache_clear()
+            llm.reset()
+        return out
 
     def _format_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, tuple[str, ...]]:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter

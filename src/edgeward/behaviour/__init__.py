@@ -1,0 +1,68 @@
+"""Behaviour: signed fingerprints of what a model computes, and the checks that it still does.
+
+Signatures prove which bytes shipped; they say nothing about what a device computes once it has
+loaded them (another runtime build, a patched tensor, a steering adapter, a mislabelled
+quantization, failing hardware). A *behavioural fingerprint* records a loaded model's outputs
+on a fixed, versioned probe set, with a tolerance calibrated on the same build; the device
+agent replays the probes through the model it serves and reports drift. ::
+
+    from edgeward.behaviour import fingerprint_artifact, check_artifact
+
+    made = fingerprint_artifact(Path("model.gguf"))      # -> model.gguf.behaviour.json
+    result = check_artifact(Path("model.gguf"), made.path)
+    print(result.status, result.distance, result.threshold)
+
+The file format and what a fingerprint does and does not prove are in docs/behaviour.md.
+Depends on :mod:`edgeward.runtimes`, :mod:`edgeward.hardware_profiles`,
+:mod:`edgeward.provenance` (canonical JSON) and the foundations.
+"""
+
+from edgeward.behaviour._api import FingerprintMade, check_artifact, fingerprint_artifact
+from edgeward.behaviour._fingerprint import (
+    FINGERPRINT_FORMAT,
+    MIN_THRESHOLD,
+    CalibrationRun,
+    CheckResult,
+    Fingerprint,
+    Observation,
+    Tolerance,
+    calibrate,
+    check_behaviour,
+    compare,
+    fingerprint_path_for,
+    make_fingerprint,
+    observe,
+    runtime_build,
+)
+from edgeward.behaviour._probes import (
+    DEFAULT_PROBE_SET,
+    Probe,
+    ProbePrompt,
+    ProbeSet,
+    load_probe_set,
+)
+
+__all__ = [
+    "DEFAULT_PROBE_SET",
+    "FINGERPRINT_FORMAT",
+    "MIN_THRESHOLD",
+    "CalibrationRun",
+    "CheckResult",
+    "Fingerprint",
+    "FingerprintMade",
+    "Observation",
+    "Probe",
+    "ProbePrompt",
+    "ProbeSet",
+    "Tolerance",
+    "calibrate",
+    "check_artifact",
+    "check_behaviour",
+    "compare",
+    "fingerprint_artifact",
+    "fingerprint_path_for",
+    "load_probe_set",
+    "make_fingerprint",
+    "observe",
+    "runtime_build",
+]
