@@ -9,6 +9,7 @@ import pytest
 from edgeward import errors
 from edgeward.errors import (
     ArtifactError,
+    BehaviourDrift,
     ChannelError,
     ConfigError,
     EdgewardError,
@@ -20,7 +21,7 @@ from edgeward.errors import (
 )
 
 TOP_LEVEL = [ConfigError, ArtifactError, SignatureError, RuntimeBackendError, SafetyBlocked,
-             ChannelError, ResourceError]
+             ChannelError, ResourceError, BehaviourDrift]
 
 
 def test_every_public_error_derives_from_the_root_and_has_a_docstring() -> None:

@@ -32,6 +32,7 @@ import click
 from edgeward import __version__
 from edgeward._cli._output import err, state
 from edgeward._cli.agent import agent, run
+from edgeward._cli.behaviour import behaviour
 from edgeward._cli.bundle import bundle
 from edgeward._cli.compress import compress
 from edgeward._cli.demo import demo
@@ -86,6 +87,7 @@ cli.add_command(agent)
 cli.add_command(run)
 cli.add_command(tui)
 cli.add_command(bundle)
+cli.add_command(behaviour)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

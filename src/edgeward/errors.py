@@ -23,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ArtifactError",
     "BadSignatureError",
+    "BehaviourDrift",
     "ChannelError",
     "CommandRefusedError",
     "ConfigError",
@@ -279,3 +280,21 @@ class ResourceError(EdgewardError):
     """The machine lacks a resource the operation needs: disk space, memory, a free port."""
 
     exit_code = 9
+
+
+class BehaviourDrift(EdgewardError):  # noqa: N818 - a verdict, not a malfunction
+    """A model no longer behaves as its signed fingerprint says: the loaded model's outputs on
+    the probe set are further from the fingerprint than its calibrated tolerance (another
+    runtime build, changed weights, an adapter, a different sampler, failing hardware).
+
+    Attributes:
+        distance: the measured distance; ``threshold`` the tolerance's.
+        reasons: each limit that was crossed.
+    """
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, distance: float = 0.0, threshold: float = 0.0,
+                 reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.distance, self.threshold, self.reasons = distance, threshold, tuple(reasons)

@@ -11,7 +11,7 @@ import click
 from rich import box
 from rich.table import Table
 
-from edgeward._cli._output import emit, json_option, out, state, write_new
+from edgeward._cli._output import emit, err, json_option, out, state, write_new
 from edgeward.errors import ConfigError, EdgewardError, LogTamperedError
 
 if TYPE_CHECKING:
@@ -210,14 +210,25 @@ def keys_rotate(*, trust_dir: Path, key_path: Path, new_pub: Path, name: str,
 @click.option("--safety-policy", help="The safety-filter policy it runs behind.")
 @click.option("--profile", "profile_name", help="Target hardware profile (name or .toml).")
 @click.option("--builder", help="Builder identity (default user@host).")
+@click.option("--fingerprint", "fingerprint_path", type=click.Path(dir_okay=False, exists=True,
+                                                                   path_type=Path),
+              help="The behavioural fingerprint to sign (default ARTIFACT.behaviour.json if "
+                   "it was made from these bytes, else one is made now).")
+@click.option("--no-fingerprint", is_flag=True,
+              help="Sign without a behavioural fingerprint.")
 @_PASSPHRASE
 @json_option
 def sign(*, artifact: Path, key_path: Path, fmt: str, out_path: Path | None, force: bool,
          report: Path | None, source: Path | None, source_name: str | None,
          licence: str | None, intended_use: str | None, limitations: tuple[str, ...],
          safety_policy: str | None, profile_name: str | None, builder: str | None,
+         fingerprint_path: Path | None, no_fingerprint: bool,
          passphrase_env: str | None, as_json: bool) -> None:
-    """Sign ARTIFACT (a model file or directory) with a provenance statement."""
+    """Sign ARTIFACT (a model file or directory) with a provenance statement.
+
+    The statement also signs the artifact's behavioural fingerprint (made now unless one made
+    from these bytes is beside it), so a device can check that the model it loaded still
+    behaves as signed; --no-fingerprint leaves it out."""
     from edgeward import provenance as p
 
     passphrase = _passphrase(passphrase_env)
@@ -225,6 +236,9 @@ def sign(*, artifact: Path, key_path: Path, fmt: str, out_path: Path | None, for
                  "--licence": licence, "--intended-use": intended_use,
                  "--limitation": limitations, "--safety-policy": safety_policy,
                  "--profile": profile_name, "--builder": builder}
+    if fingerprint_path is not None and no_fingerprint:
+        raise ConfigError("--fingerprint and --no-fingerprint contradict each other")
+    dsse_only["--fingerprint"] = fingerprint_path
     given = [opt for opt, value in dsse_only.items() if value]
     if fmt == "oms" and given:
         raise ConfigError(f"{', '.join(given)}: provenance fields go into edgeward's statement "
@@ -247,16 +261,52 @@ def sign(*, artifact: Path, key_path: Path, fmt: str, out_path: Path | None, for
         card_info = (p.CardInfo(intended_use=intended_use, limitations=limitations,
                                 safety_policy=safety_policy)
                      if intended_use or limitations or safety_policy else None)
+        fp_file, fp_record, fp_note = (None, None, None) if no_fingerprint else \
+            _fingerprint_to_sign(artifact, fingerprint_path, as_json)
         statement = p.build_statement(artifact, builder=builder, source_model=src,
-                                      hardware_profile=profile, model_card=card_info, report=rep)
+                                      hardware_profile=profile, model_card=card_info, report=rep,
+                                      fingerprint=fp_file, behaviour=fp_record)
         signed = p.sign_artifact(artifact, key, statement=statement, envelope_path=out_path,
                                  overwrite=force)
+
+    result = signed.to_dict()
+    if fmt != "oms":
+        result["fingerprint"] = str(fp_file) if fp_file else None
+        result["fingerprint_note"] = fp_note
 
     def human() -> None:
         out.print(f"signed {len(signed.subjects)} file(s) with key {signed.key_id[:16]}… -> "
                   f"{signed.envelope_path}")
+        if fmt != "oms":
+            out.print(f"  fingerprint: {fp_note}")
 
-    emit(as_json, signed.to_dict(), human)
+    emit(as_json, result, human)
+
+
+def _fingerprint_to_sign(artifact: Path, given: Path | None, as_json: bool
+                         ) -> tuple[Path | None, dict[str, Any] | None, str]:
+    """The fingerprint file, its statement record and a note for the user. An artifact that
+    cannot be fingerprinted is signed without one (a warning, not an error)."""
+    from edgeward.errors import RuntimeBackendError
+
+    try:
+        from edgeward.behaviour import fingerprint_for_signing, statement_record
+    except ImportError as e:  # a runtime this install lacks
+        return None, None, f"none (cannot fingerprint here: {e})"
+
+    def progress(done: int, total: int) -> None:
+        if not as_json:
+            err.print(f"fingerprint: calibration replay {done}/{total}")
+
+    try:
+        made, fresh = fingerprint_for_signing(artifact, given=given, progress=progress)
+    except RuntimeBackendError as e:
+        if given is not None:
+            raise
+        err.print(f"warning: signing without a behavioural fingerprint: {e}")
+        return None, None, f"none ({e})"
+    note = f"{made.path.name} ({'made now' if fresh else 'reused'})"
+    return made.path, statement_record(made, made.path.name), note
 
 
 def _default_signature(artifact: Path) -> Path:
@@ -284,6 +334,7 @@ def verify(*, artifact: Path, trust_dir: Path, signature: Path | None, role: str
         store = TrustStore.open(trust_dir)
         verified = verify_artifact(artifact, signature or _default_signature(artifact), store,
                                    role=role)
+        fp_state = _fingerprint_state(artifact, verified)
     except EdgewardError as e:
         emit(as_json, {"verified": False, "error": e.kind, "detail": str(e)}, lambda: None)
         _reraise_after_result(e)
@@ -291,8 +342,24 @@ def verify(*, artifact: Path, trust_dir: Path, signature: Path | None, role: str
     def human() -> None:
         out.print(f"verified: {len(verified.subjects)} file(s) of {artifact}, signed by key "
                   f"{verified.key_id[:16]}… ({verified.signer.name or 'unnamed'}, {role})")
+        out.print(f"  fingerprint: {fp_state}")
 
-    emit(as_json, verified.to_dict(), human)
+    emit(as_json, {**verified.to_dict(), "fingerprint_state": fp_state}, human)
+
+
+def _fingerprint_state(artifact: Path, verified: Any) -> str:
+    """``verified`` (beside the artifact, the signed bytes), ``absent`` (signed but not
+    here), ``unsigned`` (the statement signs none). A changed one raises."""
+    from edgeward.provenance import check_fingerprint_file
+
+    subject = verified.fingerprint
+    if subject is None:
+        return "unsigned"
+    path = artifact.parent / subject.name
+    if not path.is_file():
+        return "absent"
+    check_fingerprint_file(verified.statement, path)
+    return "verified"
 
 
 @click.command("card")

@@ -17,7 +17,13 @@ Depends on :mod:`edgeward.runtimes`, :mod:`edgeward.hardware_profiles`,
 :mod:`edgeward.provenance` (canonical JSON) and the foundations.
 """
 
-from edgeward.behaviour._api import FingerprintMade, check_artifact, fingerprint_artifact
+from edgeward.behaviour._api import (
+    FingerprintMade,
+    check_artifact,
+    fingerprint_artifact,
+    fingerprint_for_signing,
+    statement_record,
+)
 from edgeward.behaviour._fingerprint import (
     FINGERPRINT_FORMAT,
     MIN_THRESHOLD,
@@ -60,9 +66,11 @@ __all__ = [
     "check_behaviour",
     "compare",
     "fingerprint_artifact",
+    "fingerprint_for_signing",
     "fingerprint_path_for",
     "load_probe_set",
     "make_fingerprint",
     "observe",
     "runtime_build",
+    "statement_record",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from edgeward.behaviour._probes import DEFAULT_PROBE_SET, load_probe_set
 from edgeward.errors import ConfigError
 from edgeward.hardware_profiles import HardwareProfile
 
-__all__ = ["FingerprintMade", "check_artifact", "fingerprint_artifact", "statement_record"]
+__all__ = ["FingerprintMade", "check_artifact", "fingerprint_artifact", "fingerprint_for_signing",
+           "statement_record"]
 
 _MAKE_BATCH, _MAKE_CONTEXT = 512, 2048
 METRIC = "mean_abs_logprob_delta"
@@ -85,6 +87,7 @@ def fingerprint_artifact(artifact: Path, *, out: Path | None = None,
         settings = {"threads": threads, "batch_size": _MAKE_BATCH,
                     "context": int(getattr(rt, "context_length", _MAKE_CONTEXT))}
         fp = make_fingerprint(rt, probes, artifact=artifact.name, settings=settings)
+    fp = dataclasses.replace(fp, artifact_sha256=_file_sha256(artifact))
     if calibrated:
         fp = fp.with_tolerance(calibrate(artifact, fp, profile=profile, margin=margin,
                                          progress=progress))
@@ -129,3 +132,48 @@ def statement_record(made: FingerprintMade, subject_name: str) -> dict[str, Any]
             "threshold": tol.threshold if tol else None,
             "top1_min": tol.top1_min if tol else None,
             "continuation_min": tol.continuation_min if tol else None}
+
+
+def fingerprint_for_signing(artifact: Path, *, given: Path | None = None,
+                            progress: Callable[[int, int], None] | None = None,
+                            ) -> tuple[FingerprintMade, bool]:
+    """The fingerprint to sign with an artifact: ``given``, else ``ARTIFACT.behaviour.json``
+    when it exists and was made from these very bytes, else a new one (calibrated).
+
+    Returns:
+        The fingerprint and whether it was made now.
+
+    Raises:
+        ConfigError: ``given`` is missing or malformed, or was made from other bytes.
+        RuntimeBackendError: the model cannot be fingerprinted.
+    """
+    artifact = Path(artifact)
+    candidate = Path(given) if given is not None else fingerprint_path_for(artifact)
+    if given is not None or candidate.is_file():
+        try:
+            fp = Fingerprint.load(candidate)
+        except ConfigError:
+            if given is not None:
+                raise
+        else:
+            digest = _file_sha256(artifact)
+            if fp.artifact_sha256 is None or digest is None or fp.artifact_sha256 == digest:
+                return FingerprintMade(candidate, fp, hashlib.sha256(
+                    candidate.read_bytes()).hexdigest(), 0.0), False
+            if given is not None:
+                raise ConfigError(f"{candidate}: this fingerprint was made from other bytes "
+                                  f"(sha256 {fp.artifact_sha256[:16]}…, the artifact is "
+                                  f"{digest[:16]}…); make a new one with edgeward behaviour "
+                                  "fingerprint")
+    return fingerprint_artifact(artifact, out=fingerprint_path_for(artifact),
+                                progress=progress), True
+
+
+def _file_sha256(artifact: Path) -> str | None:
+    if not artifact.is_file():
+        return None
+    h = hashlib.sha256()
+    with artifact.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

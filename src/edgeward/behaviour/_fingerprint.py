@@ -188,6 +188,7 @@ class Fingerprint:
         tolerance: the calibrated tolerance (``None`` until calibrated).
         artifact: the artifact's file name, when known.
         created_at: RFC 3339 UTC.
+        artifact_sha256: the artifact file's sha256 (a directory artifact: None).
     """
 
     kind: Kind
@@ -201,6 +202,7 @@ class Fingerprint:
     tolerance: Tolerance | None = None
     artifact: str | None = None
     created_at: str = ""
+    artifact_sha256: str | None = None
 
     @property
     def positions(self) -> int:
@@ -228,6 +230,7 @@ class Fingerprint:
             "format": FINGERPRINT_FORMAT, "kind": self.kind,
             "probe_set": {"id": self.probe_set, "sha256": self.probe_set_sha256},
             "top_k": self.top_k, "artifact": self.artifact, "created_at": self.created_at,
+            "artifact_sha256": self.artifact_sha256,
             "runtime": dict(self.runtime), "settings": dict(self.settings),
             "tolerance": self.tolerance.to_dict() if self.tolerance else None,
             "texts": texts,
@@ -269,7 +272,7 @@ class Fingerprint:
                              for c in d.get("continuations", ())),
                        dict(d.get("runtime") or {}), dict(d.get("settings") or {}),
                        Tolerance.from_dict(tol) if tol else None, d.get("artifact"),
-                       str(d.get("created_at") or ""))
+                       str(d.get("created_at") or ""), d.get("artifact_sha256"))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{what}: malformed fingerprint ({type(e).__name__}: {e})") from e
 

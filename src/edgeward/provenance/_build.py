@@ -41,6 +41,8 @@ def build_statement(
     versions: Mapping[str, str] | None = None,
     report: Mapping[str, Any] | None = None,
     hash_config: HashConfig | None = None,
+    fingerprint: Path | None = None,
+    behaviour: Mapping[str, Any] | None = None,
 ) -> Statement:
     """Hash an artifact and describe where it came from.
 
@@ -57,6 +59,10 @@ def build_statement(
         versions: tool versions (default: installed versions, the report's first).
         report: a compression report (JSON object) to take defaults from; tolerated partial.
         hash_config: block size and threads for hashing.
+        fingerprint: the artifact's behavioural fingerprint file; it becomes one more subject
+            (named by its file name) and ``behaviour`` the predicate's record of it.
+        behaviour: what the statement says about the fingerprint (probe set, metric,
+            tolerance); its ``fingerprint`` and ``sha256`` are filled in here.
 
     Returns:
         The statement, subjects sorted by name.
@@ -69,6 +75,20 @@ def build_statement(
     if not files:
         raise ConfigError(f"{artifact}: an empty directory; there is nothing to sign")
     digests = hash_files(files, config=hash_config)
+    record: dict[str, Any] | None = None
+    if fingerprint is not None:
+        fingerprint = Path(fingerprint)
+        if not fingerprint.is_file():
+            raise ConfigError(f"{fingerprint}: no such fingerprint file")
+        if fingerprint.name in digests:
+            raise ConfigError(f"{fingerprint.name}: the fingerprint's name is also a file of "
+                              "the artifact; rename it")
+        fp_digest = hash_files({fingerprint.name: fingerprint}, config=hash_config)
+        digests.update(fp_digest)
+        record = {**dict(behaviour or {}), "fingerprint": fingerprint.name,
+                  "sha256": fp_digest[fingerprint.name]}
+    elif behaviour is not None:
+        raise ConfigError("a behaviour record needs its fingerprint file")
     d = defaults_from_report(report or {})
     now = utc_now()
     predicate = ProvenancePredicate(
@@ -82,6 +102,7 @@ def build_statement(
         hardware_profile=hardware_profile if hardware_profile is not None else d.profile,
         quality=quality if quality is not None else d.quality,
         model_card=model_card or d.model_card or CardInfo(),
+        behaviour=record,
     )
     subjects = tuple(Subject(n, digests[n]) for n in sorted(digests))
     return Statement(subjects, PREDICATE_TYPE, predicate.to_dict())

@@ -220,8 +220,17 @@ def _chain(statement: Statement, f: _Facts, signer: str | None) -> str:
                      f"{pred.finished_at} with {tools or 'unrecorded tools'}")
     else:
         steps.append(f"3. Build: not recorded (predicate {statement.predicate_type})")
-    files = "\n".join(f"   - `{s.name}` sha256 `{s.sha256}`" for s in statement.subjects)
-    steps.append(f"4. Artifact files ({len(statement.subjects)}):\n{files}")
+    own = statement.artifact_subjects
+    files = "\n".join(f"   - `{s.name}` sha256 `{s.sha256}`" for s in own)
+    steps.append(f"4. Artifact files ({len(own)}):\n{files}")
+    fp = statement.fingerprint_subject
+    if fp is not None:
+        b = statement.predicate.get("behaviour") or {}
+        probe = (b.get("probe_set") or {}).get("id", "?") if isinstance(b.get("probe_set"),
+                                                                          dict) else "?"
+        steps.append(f"   Behavioural fingerprint `{fp.name}` sha256 `{fp.sha256}` (probe set "
+                     f"{probe}, {b.get('metric', '?')} threshold {_fmt(b.get('threshold'))}); "
+                     "a device replays it after loading and reports drift")
     steps.append(f"5. Signed statement ({statement.predicate_type}): "
                  + (f"verified, key `{signer}`" if signer else "signature not verified"))
     return "\n".join(steps)

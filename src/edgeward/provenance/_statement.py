@@ -177,6 +177,8 @@ class ProvenancePredicate:
         hardware_profile: the target profile (the profile's record, or at least its name).
         quality: the quality report (perplexity, KL-divergence, top-1 agreement, ...).
         model_card: intended use, limitations, safety policy.
+        behaviour: the behavioural fingerprint record (``fingerprint``: its subject's name,
+            ``probe_set``, ``metric``, ``threshold``, ...); ``None`` when there is none.
     """
 
     builder: str
@@ -188,8 +190,15 @@ class ProvenancePredicate:
     hardware_profile: Mapping[str, Any] | None = None
     quality: Mapping[str, Any] | None = None
     model_card: CardInfo = field(default_factory=CardInfo)
+    behaviour: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.behaviour is not None and not (
+                isinstance(self.behaviour, Mapping)
+                and isinstance(self.behaviour.get("fingerprint"), str)
+                and self.behaviour["fingerprint"]):
+            raise ConfigError("behaviour must be an object naming its fingerprint subject, got "
+                              f"{self.behaviour!r:.120}")
         if not self.builder:
             raise ConfigError(f"builder identity must not be empty, got {self.builder!r}")
         for name in ("started_at", "finished_at"):
@@ -210,6 +219,7 @@ class ProvenancePredicate:
                                  if self.hardware_profile is not None else None),
             "quality": dict(self.quality) if self.quality is not None else None,
             "model_card": self.model_card.to_dict(),
+            **({"behaviour": dict(self.behaviour)} if self.behaviour is not None else {}),
         }
 
     @classmethod
@@ -231,7 +241,8 @@ class ProvenancePredicate:
                        source_model=SourceModel.from_dict(src) if src else None,
                        recipe=d.get("recipe"), hardware_profile=d.get("hardware_profile"),
                        quality=d.get("quality"),
-                       model_card=CardInfo.from_dict(d.get("model_card") or {}))
+                       model_card=CardInfo.from_dict(d.get("model_card") or {}),
+                       behaviour=d.get("behaviour"))
         except (ConfigError, AttributeError, TypeError) as e:
             raise MalformedEnvelopeError(f"statement: bad provenance predicate: {e}") from e
 
@@ -288,6 +299,21 @@ class Statement:
             return cls(tuple(Subject.from_dict(s) for s in subjects), ptype, dict(pred))
         except ConfigError as e:
             raise MalformedEnvelopeError(f"statement: {e}") from e
+
+    @property
+    def fingerprint_subject(self) -> Subject | None:
+        """The subject that is the behavioural fingerprint (named by the predicate's
+        ``behaviour.fingerprint``), or None."""
+        behaviour = self.predicate.get("behaviour") if self.predicate_type == PREDICATE_TYPE \
+            else None
+        name = behaviour.get("fingerprint") if isinstance(behaviour, Mapping) else None
+        return next((s for s in self.subjects if s.name == name), None)
+
+    @property
+    def artifact_subjects(self) -> tuple[Subject, ...]:
+        """The subjects that are the artifact's own files (every subject but the fingerprint)."""
+        fp = self.fingerprint_subject
+        return tuple(s for s in self.subjects if s is not fp)
 
     def provenance(self) -> ProvenancePredicate:
         """The predicate as edgeward's provenance record.

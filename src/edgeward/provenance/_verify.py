@@ -160,7 +160,7 @@ class VerifiedArtifact:
         key_id: the signer's key id.
         signer: the signer's trust-store record (name, roles, rotation).
         statement: the verified statement.
-        subjects: the verified files with their sha256.
+        subjects: the verified files with their sha256 (the artifact's own files).
         format: ``dsse`` (edgeward's envelope) or ``oms`` (an OpenSSF model-signing bundle).
     """
 
@@ -172,6 +172,12 @@ class VerifiedArtifact:
     format: Literal["dsse", "oms"] = "dsse"
 
     @property
+    def fingerprint(self) -> Subject | None:
+        """The signed behavioural fingerprint's subject (its file is checked separately, with
+        :func:`check_fingerprint_file`), or None."""
+        return self.statement.fingerprint_subject if self.format == "dsse" else None
+
+    @property
     def provenance(self) -> ProvenancePredicate | None:
         """The edgeward predicate (None for an OMS signature, which carries none)."""
         return self.statement.provenance() if self.format == "dsse" else None
@@ -180,7 +186,9 @@ class VerifiedArtifact:
         """The ``edgeward verify --json`` object."""
         return {"verified": True, "artifact": str(self.path), "key_id": self.key_id,
                 "format": self.format, "predicate_type": self.statement.predicate_type,
-                "subjects": [{"name": s.name, "sha256": s.sha256} for s in self.subjects]}
+                "subjects": [{"name": s.name, "sha256": s.sha256} for s in self.subjects],
+                "fingerprint": ({"name": self.fingerprint.name, "sha256": self.fingerprint.sha256}
+                                if self.fingerprint else None)}
 
 
 def verify_artifact(path: Path, envelope: Envelope | bytes | Path, trust_store: TrustStore, *,
@@ -221,8 +229,36 @@ def verify_artifact(path: Path, envelope: Envelope | bytes | Path, trust_store: 
     statement = Statement.from_dict(verified.json())
     check_predicate_type(statement.predicate_type)
     statement.provenance()  # the predicate parses
-    check_files(path, {s.name: s.sha256 for s in statement.subjects}, hash_config=hash_config)
-    return VerifiedArtifact(path, verified.key_id, verified.key, statement, statement.subjects)
+    subjects = statement.artifact_subjects
+    check_files(path, {s.name: s.sha256 for s in subjects}, hash_config=hash_config)
+    return VerifiedArtifact(path, verified.key_id, verified.key, statement, subjects)
+
+
+def check_fingerprint_file(statement: Statement, path: Path) -> Subject:
+    """Check that ``path`` is the behavioural fingerprint the statement signs.
+
+    Returns:
+        The fingerprint's subject.
+
+    Raises:
+        ConfigError: the statement signs no fingerprint, or the file is missing.
+        DigestMismatchError: the file's bytes are not the signed ones.
+    """
+    subject = statement.fingerprint_subject
+    if subject is None:
+        raise ConfigError("the statement signs no behavioural fingerprint; re-sign the artifact "
+                          "(edgeward sign makes one by default)")
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such fingerprint file; the statement signs "
+                          f"{subject.name!r}")
+    actual = hash_files({subject.name: path})[subject.name]
+    if actual != subject.sha256:
+        raise DigestMismatchError(
+            f"{path}: the fingerprint does not match the signed digest (sha256 {actual[:16]}…, "
+            f"signed {subject.sha256[:16]}…); its bytes were changed",
+            file=subject.name, expected=subject.sha256, actual=actual)
+    return subject
 
 
 def check_files(path: Path, expected: Mapping[str, str], *, ignore: tuple[str, ...] = (),
@@ -290,7 +326,9 @@ class SignedArtifact:
 
 
 def sign_artifact(artifact: Path, key: PrivateKey, *, statement: Statement | None = None,
-                  envelope_path: Path | None = None, overwrite: bool = False) -> SignedArtifact:
+                  envelope_path: Path | None = None, overwrite: bool = False,
+                  fingerprint: Path | None = None,
+                  behaviour: Mapping[str, Any] | None = None) -> SignedArtifact:
     """Sign a statement about ``artifact`` and write the envelope next to it.
 
     Args:
@@ -300,6 +338,8 @@ def sign_artifact(artifact: Path, key: PrivateKey, *, statement: Statement | Non
             ``ARTIFACT.report.json`` if present).
         envelope_path: default ``ARTIFACT.edgeward.json`` (see :func:`envelope_path_for`).
         overwrite: replace an existing envelope (never a half-written one: temp + rename).
+        fingerprint, behaviour: the behavioural fingerprint file and its record, signed as one
+            more subject (see :func:`build_statement`); ignored when ``statement`` is given.
 
     Returns:
         The envelope's path, the key id and the signed files.
@@ -315,7 +355,8 @@ def sign_artifact(artifact: Path, key: PrivateKey, *, statement: Statement | Non
     if artifact.is_dir() and out.resolve().is_relative_to(artifact.resolve()):
         raise ConfigError(f"{out}: the envelope cannot live inside the artifact it signs")
     if statement is None:
-        statement = build_statement(artifact, report=read_report(artifact))
+        statement = build_statement(artifact, report=read_report(artifact),
+                                    fingerprint=fingerprint, behaviour=behaviour)
     env = sign_payload(statement.canonical_bytes(), IN_TOTO_PAYLOAD_TYPE, key)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -324,5 +365,5 @@ def sign_artifact(artifact: Path, key: PrivateKey, *, statement: Statement | Non
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise ConfigError(f"{out}: cannot write the envelope ({e.strerror})") from e
-    return SignedArtifact(out, key.key_id, statement.subjects, envelope=env,
+    return SignedArtifact(out, key.key_id, statement.artifact_subjects, envelope=env,
                           statement=statement)
