@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeward.behaviour import CheckResult
 from edgeward.device_agents._app import build_app
+from edgeward.device_agents._behaviour import BehaviourWatch
 from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT, AgentConfig, load_agent_config
 from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
@@ -112,6 +114,11 @@ class Agent:
         self.updater = Updater(self)
         self._engine: Engine | None = None
         self._reload_lock = threading.Lock()
+        # The served model is replayed against its signed behavioural fingerprint; with
+        # [behaviour] on_drift = "stop", model requests get 503 behaviour_drift until a reload.
+        self.behaviour: BehaviourWatch | None = None
+        self.behaviour_stopped = False
+        self._loaded_from: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: AgentServer | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -162,10 +169,44 @@ class Agent:
             self._store.close()
             raise
         self._engine = Engine(model, max_queue=self._config.max_queue, metrics=self.metrics)
+        self.behaviour = BehaviourWatch(self._config.behaviour, run_idle=self._engine.run_idle,
+                                        report_event=self._report_event,
+                                        on_action=self._on_drift, metrics=self.metrics)
+        self.behaviour.attach(model, self._loaded_from or model.info.path)
         self._engine.start()
+        self.behaviour.start()
         self.started_at = time.monotonic()
         self._start_telemetry(model)
         return model.info
+
+    def _on_drift(self, action: str, result: CheckResult) -> None:
+        """Carry out ``[behaviour] on_drift`` (off the worker thread)."""
+        cfg = self._config
+        if action == "rollback" and cfg.artifact == SLOTS_ARTIFACT and cfg.trust_store:
+            try:
+                outcome = SlotStore(cfg.state_dir).revert(cfg.trust_store,
+                                                          health=self.health_check)
+            except EdgewardError as e:
+                log_event(logging.ERROR, "behaviour_rollback_failed", reason=e.kind,
+                          detail=str(e))
+                self._report_event("behaviour.rollback_failed", {
+                    "reason": e.kind, "detail": str(e)[:500]}, "error")
+            else:
+                if outcome.ok and self.reload().ok:
+                    log_event(logging.WARNING, "behaviour_rolled_back",
+                              sha256=outcome.pointer.sha256 if outcome.pointer else None)
+                    return
+                log_event(logging.ERROR, "behaviour_rollback_failed",
+                          reason=outcome.error or "reload", detail=outcome.detail)
+            action = "stop"  # nothing verified to go back to: stop serving instead
+        elif action == "rollback":
+            log_event(logging.ERROR, "behaviour_rollback_unavailable",
+                      detail='on_drift = "rollback" needs artifact = "@slots"; stopping instead')
+            action = "stop"
+        if action == "stop":
+            self.behaviour_stopped = True
+            log_event(logging.ERROR, "behaviour_stopped_serving",
+                      distance=f"{result.distance:.3g}", threshold=f"{result.threshold:.3g}")
 
     def _safety_filter(self, cfg: AgentConfig) -> SafetyFilter:
         if cfg.safety_policy is None:
@@ -252,7 +293,8 @@ class Agent:
                 "queue_depth": engine.queue_depth if engine is not None else 0,
                 "safety_decisions": decisions,
                 "artifact_digest": engine.model.info.sha256 if engine is not None else None,
-                "slot": self.serving_slot(engine.model.info.sha256) if engine else None}
+                "slot": self.serving_slot(engine.model.info.sha256) if engine else None,
+                "behaviour": self.behaviour.health() if self.behaviour is not None else None}
 
     def serving_slot(self, sha256: str) -> str | None:
         """The A/B slot (``a``/``b``) the served artifact ``sha256`` came from: the active
@@ -340,6 +382,7 @@ class Agent:
             if cfg.artifact == SLOTS_ARTIFACT:
                 artifact = self._slot_artifact(cfg)
                 model_id = cfg.model_name or artifact.name.removesuffix(".gguf")
+            self._loaded_from = artifact
             model = self._store.load(artifact, trust_store=cfg.trust_store,
                                      signature=cfg.signature, allow_unsigned=cfg.allow_unsigned,
                                      profile=profile, context_length=cfg.context_length,
@@ -414,6 +457,10 @@ class Agent:
                 return ReloadResult(False, engine.model.info, e.kind, str(e))
             engine.max_queue = cfg.max_queue
             self._config, self._filter = cfg, flt
+            self.behaviour_stopped = False  # a newly loaded model is checked afresh
+            if self.behaviour is not None:
+                self.behaviour.config = cfg.behaviour
+                self.behaviour.attach(model, self._loaded_from or model.info.path)
             policy = getattr(flt, "policy", None)
             if self.audit_closed and self._audit is not None and (
                     getattr(policy, "on_audit_failure", None) != "fail_closed"
@@ -514,6 +561,8 @@ class Agent:
     def close(self) -> None:
         """Stop the worker, unload the model and release the state directory."""
         self.updater.stop()  # an update may still reload: the engine must be there
+        if self.behaviour is not None:
+            self.behaviour.stop()
         if self.telemetry is not None:  # while the model is loaded, so the last health
             self.telemetry.stop()  # report still names it; what is undelivered stays spooled
         if self._engine is not None:

@@ -159,6 +159,12 @@ class _Api:
                            "safety policy fails closed; free space on the disk, then reload "
                            "or restart the agent", type="server_error",
                            code="audit_unavailable")
+        if self.agent.behaviour_stopped:
+            self._reject("behaviour_drift", request)
+            raise ApiError(503, "the model no longer behaves as its signed fingerprint says "
+                           "([behaviour] on_drift = \"stop\"); check the device, then deploy or "
+                           "reload a verified artifact", type="server_error",
+                           code="behaviour_drift")
         engine = self.agent.engine
         admission = "closed" if self.agent.draining else engine.submit(job)
         if admission == "full":
@@ -286,10 +292,12 @@ class _Api:
 
     async def healthz(self, request: Request) -> Response:
         agent = self.agent
-        down = agent.draining or agent.audit_closed
+        down = agent.draining or agent.audit_closed or agent.behaviour_stopped
         body = {"status": "shutting_down" if agent.draining else
-                "audit_unavailable" if agent.audit_closed else "ok",
+                "audit_unavailable" if agent.audit_closed else
+                "behaviour_drift" if agent.behaviour_stopped else "ok",
                 "model": agent.engine.model.info.to_dict(),
+                "behaviour": agent.behaviour.health() if agent.behaviour else None,
                 "queue_depth": agent.engine.queue_depth, "max_queue": agent.engine.max_queue,
                 "uptime_s": round(time.monotonic() - agent.started_at, 3)}
         return JSONResponse(body, status_code=503 if down else 200)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from edgeward.device_agents._behaviour_config import BehaviourConfig
 from edgeward.device_agents._telemetry_config import TelemetryConfig
 from edgeward.errors import ConfigError
 from edgeward.safeio import MAX_CONFIG_BYTES, parse_toml, read_text_capped
@@ -42,7 +43,7 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "max_tokens_cap": (int,), "default_max_tokens": (int,), "state_dir": (str,),
     "shutdown_deadline_s": (int, float), "safety_policy": (str,), "log_format": (str,),
     "device_id": (str,), "device_key": (str,), "audit_log": (str,), "telemetry": (dict,),
-    "safety_guard": (str,),
+    "safety_guard": (str,), "behaviour": (dict,),
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
                dict: "a table"}
@@ -113,6 +114,8 @@ class AgentConfig:
             whose unsafe score falls in the policy's ``guard_band``; needs ``safety_policy``.
         audit_log: the tamper-evident log of the safety filter's non-allow decisions;
             default ``STATE/audit/safety.log``.
+        behaviour: when the served model is checked against its signed fingerprint and what a
+            drift does (the ``[behaviour]`` table).
         telemetry: MQTT telemetry settings (the ``[telemetry]`` table; needs ``device_id`` and
             ``device_key``); ``None``: no telemetry.
         source: the file this came from (for error messages); not part of equality.
@@ -140,6 +143,7 @@ class AgentConfig:
     device_key: Path | None = None
     audit_log: Path | None = None
     telemetry: TelemetryConfig | None = None
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -221,6 +225,8 @@ class AgentConfig:
             if isinstance(value, TelemetryConfig):
                 value = {"device_id": value.device_id, "broker": value.broker.url,
                          "health_interval_s": value.health_interval_s}
+            elif isinstance(value, BehaviourConfig):
+                value = dataclasses.asdict(value)
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["api_key_set"] = self.api_key is not None
         return out
@@ -288,6 +294,8 @@ def config_from_dict(data: dict[str, Any], *, source: str = "",
     telemetry = kwargs.pop("telemetry", None)
     if telemetry is not None:
         kwargs["telemetry"] = _telemetry(telemetry, kwargs, where, base_dir)
+    if "behaviour" in kwargs:
+        kwargs["behaviour"] = BehaviourConfig.from_mapping(kwargs["behaviour"], where)
     return AgentConfig(**kwargs, source=source)
 
 

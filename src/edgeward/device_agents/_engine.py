@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,6 +171,10 @@ class _Swap:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+class IdleTaskAbandoned(Exception):  # noqa: N818 - control flow inside the engine
+    """An idle task gave way: the model is being swapped or the agent is stopping."""
+
+
 class Engine:
     """Runs jobs on one model, one at a time, on a worker thread.
 
@@ -187,6 +191,7 @@ class Engine:
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
         self._swaps: deque[_Swap] = deque()
+        self._idle: deque[tuple[Callable[[Any, Callable[[], None]], None], bool]] = deque()
         self._outstanding = 0  # admitted, not finished: waiting + running
         self._running: Job | None = None
         self._admitting = True
@@ -290,13 +295,32 @@ class Engine:
 
     # -- the worker ------------------------------------------------------------------------
 
+    def run_idle(self, task: Callable[[Any, Callable[[], None]], None], first: bool) -> None:
+        """Run ``task(runtime, between)`` on the worker while no request waits (``first``:
+        before any queued request, as the check of a newly loaded model). ``between()``, which
+        the task calls between two short steps, serves the requests that arrived meanwhile, so
+        none waits longer than one step; it raises :class:`IdleTaskAbandoned` when a model swap
+        is pending (the task's model is about to go)."""
+        with self._cond:
+            if first:
+                self._idle.appendleft((task, True))
+            else:
+                self._idle.append((task, False))
+            self._cond.notify()
+
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._swaps and not self._queue and not self._stopping:
+                while not self._swaps and not self._queue and not self._idle \
+                        and not self._stopping:
                     self._cond.wait()
+                task = None
                 if self._swaps:
                     swap, job = self._swaps.popleft(), None
+                elif self._idle and not self._stopping and (self._idle[0][1]
+                                                            or not self._queue):
+                    swap, job = None, None
+                    task = self._idle.popleft()[0]
                 elif self._queue:
                     swap, job = None, self._queue.popleft()
                     self._running = job
@@ -305,20 +329,46 @@ class Engine:
             if swap is not None:
                 self._do_swap(swap)
                 continue
+            if task is not None:
+                self._run_task(task)
+                continue
             assert job is not None
-            started = time.perf_counter()
-            end: Event
-            try:
-                end = self._execute(job, started)
-            except BaseException:  # noqa: BLE001 - the worker must outlive any bug
-                LOGGER.exception("generation worker: unexpected error")
-                end = Failed(RuntimeBackendError("internal error in the agent"))
-            elapsed = time.perf_counter() - started
-            self._service_s = 0.8 * self._service_s + 0.2 * elapsed
-            with self._cond:  # free the slot before the client hears the end: its next
-                self._outstanding -= 1  # request must not find the queue still full
-                self._running = None
-            job.pipe.put(end)
+            self._run_job(job)
+
+    def _run_job(self, job: Job) -> None:
+        started = time.perf_counter()
+        end: Event
+        try:
+            end = self._execute(job, started)
+        except BaseException:  # noqa: BLE001 - the worker must outlive any bug
+            LOGGER.exception("generation worker: unexpected error")
+            end = Failed(RuntimeBackendError("internal error in the agent"))
+        elapsed = time.perf_counter() - started
+        self._service_s = 0.8 * self._service_s + 0.2 * elapsed
+        with self._cond:  # free the slot before the client hears the end: its next
+            self._outstanding -= 1  # request must not find the queue still full
+            self._running = None
+        job.pipe.put(end)
+
+    def _run_task(self, task: Callable[[Any, Callable[[], None]], None]) -> None:
+        try:
+            task(self._model.runtime, self._between)
+        except IdleTaskAbandoned:
+            pass
+        except BaseException:  # noqa: BLE001 - the worker must outlive any bug
+            LOGGER.exception("generation worker: idle task failed")
+
+    def _between(self) -> None:
+        """Between two steps of an idle task: serve what waits; give up for a swap."""
+        while True:
+            with self._cond:
+                if self._swaps or self._stopping:
+                    raise IdleTaskAbandoned
+                if not self._queue:
+                    return
+                job = self._queue.popleft()
+                self._running = job
+            self._run_job(job)
 
     def _do_swap(self, swap: _Swap) -> None:
         old, self._model = self._model, swap.model

@@ -62,6 +62,14 @@ METRICS: dict[str, _Spec] = {
         "counter", "Artifacts refused at load, by reason (the error kind)."),
     "edgeward_agent_model_info": _Spec(
         "gauge", "The model being served (value 1), with its digest and signer."),
+    "edgeward_behaviour_drift": _Spec(
+        "gauge", "1 when the last behavioural check found drift from the signed fingerprint."),
+    "edgeward_behaviour_distance": _Spec(
+        "gauge", "Distance of the last behavioural check from the signed fingerprint."),
+    "edgeward_behaviour_threshold": _Spec(
+        "gauge", "The fingerprint's calibrated threshold for that distance."),
+    "edgeward_behaviour_check_seconds": _Spec(
+        "histogram", "Wall time of one behavioural fingerprint check."),
 }
 
 

@@ -87,6 +87,10 @@ class HealthSample:
             (``{"allow": 120, "S1": 2}``); counts only, never prompt text.
         artifact_digest: sha256 (hex) of the artifact being served, if any.
         slot: the A/B slot it was loaded from (``"a"``, ``"b"``).
+        behaviour: the last check of the served model against its signed behavioural
+            fingerprint (``status``: ok, drift, pending, unchecked, missing, error;
+            ``distance``, ``threshold``, ``top1_agreement``, ``checked_at``, ``checks``,
+            ``probe_set``, ``detail``); absent from agents older than the fingerprint.
     """
 
     uptime_s: float = 0.0  # seconds
@@ -100,8 +104,11 @@ class HealthSample:
     safety_decisions: Mapping[str, int] = field(default_factory=dict)
     artifact_digest: str | None = None  # sha256 hex
     slot: str | None = None
+    behaviour: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.behaviour is not None:
+            object.__setattr__(self, "behaviour", check_behaviour_health(self.behaviour))
         check_num(self.uptime_s, "uptime_s", 0, MAX_TIME)
         opt_num(self.cpu_percent, "cpu_percent", 0, 100 * 4096)
         opt_num(self.load_1m, "load_1m", 0, 1e6)
@@ -130,21 +137,53 @@ class HealthSample:
                 "decode_tokens_per_s": self.decode_tokens_per_s,
                 "queue_depth": self.queue_depth,
                 "safety_decisions": dict(self.safety_decisions),
-                "artifact_digest": self.artifact_digest, "slot": self.slot}
+                "artifact_digest": self.artifact_digest, "slot": self.slot,
+                **({"behaviour": dict(self.behaviour)} if self.behaviour is not None else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HealthSample:
-        """Inverse of :meth:`to_dict`; unknown keys are refused.
+        """Inverse of :meth:`to_dict`; unknown keys are refused (``behaviour`` may be
+        absent).
 
         Raises:
             ConfigError: a missing, unknown or bad field.
         """
-        return cls(**_exact_fields(d, cls._FIELDS, "metrics"))
+        optional = {"behaviour": d["behaviour"]} if isinstance(d, Mapping) \
+            and "behaviour" in d else {}
+        rest = {k: v for k, v in d.items() if k != "behaviour"} if isinstance(d, Mapping) else d
+        return cls(**_exact_fields(rest, cls._FIELDS, "metrics"), **optional)
 
     _FIELDS: ClassVar[tuple[str, ...]] = (
         "uptime_s", "cpu_percent", "load_1m", "memory_used_bytes", "memory_total_bytes",
         "temperature_c", "decode_tokens_per_s", "queue_depth", "safety_decisions",
         "artifact_digest", "slot")
+
+
+BEHAVIOUR_STATUSES = ("ok", "drift", "pending", "unchecked", "missing", "error")
+_BEHAVIOUR_NUMBERS = ("distance", "threshold", "top1_agreement")
+
+
+def check_behaviour_health(b: object) -> dict[str, Any]:
+    """A health report's ``behaviour`` object, checked field by field (bounded sizes)."""
+    if not isinstance(b, Mapping):
+        raise ConfigError(f"behaviour must be an object, got {type(b).__name__}")
+    extra = sorted(set(b) - {"status", "checked_at", "checks", "probe_set", "detail",
+                             *_BEHAVIOUR_NUMBERS})
+    if extra:
+        raise ConfigError(f"behaviour: unknown field(s) {extra!r:.80}")
+    if b.get("status") not in BEHAVIOUR_STATUSES:
+        raise ConfigError(f"behaviour.status must be one of {', '.join(BEHAVIOUR_STATUSES)}, "
+                          f"got {b.get('status')!r:.40}")
+    out: dict[str, Any] = {"status": b["status"]}
+    for key in _BEHAVIOUR_NUMBERS:
+        out[key] = opt_num(b.get(key), f"behaviour.{key}", 0, 1e9)
+    out["checks"] = check_int(b.get("checks", 0), "behaviour.checks", 0, 2**53)
+    for key, cap in (("checked_at", 40), ("probe_set", 64), ("detail", 300)):
+        value = b.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > cap):
+            raise ConfigError(f"behaviour.{key} must be a string of at most {cap} characters")
+        out[key] = value
+    return out
 
 
 def _exact_fields(d: object, names: tuple[str, ...], what: str) -> dict[str, Any]:
