@@ -149,13 +149,13 @@ def test_sqlite_migrates_an_old_store_in_place(tmp_path: Path, device_key: Priva
     old = SqliteStore(db, target_version=1)
     assert old.schema_version() == 1
     old.enroll("pi-01", device_key.public_key, now=T0)
-    old.write([_acc(health(seq=1), device_key)], manager="m", now=T0)
     old.close()
     with sqlite3.connect(db) as c:
         assert not c.execute("SELECT name FROM sqlite_master WHERE name = 'alerts'").fetchall()
     new = SqliteStore(db)
-    assert new.schema_version() == LATEST == 4
+    assert new.schema_version() == LATEST == 5
     assert new.doc_names("rollouts") == [] and new.commands("pi-01") == []  # tables of 3, 4
+    new.write([_acc(health(seq=1), device_key)], manager="m", now=T0)  # 5: health.behaviour
     assert new.count("health") == 1 and new.device("pi-01") is not None
     new.add_alert(Alert("pi-01", "lost", "gone", T0), manager="m")
     new.close()

@@ -485,6 +485,34 @@ def fleet_provenance(*, device: str, config_path: Path, limit: int, as_json: boo
         "statement_verified"]))
 
 
+@fleet.command("behaviour")
+@_CONFIG
+@click.option("--digest", metavar="HEX", help="Only devices on this artifact digest (a prefix).")
+@json_option
+def fleet_behaviour(*, config_path: Path, digest: str | None, as_json: bool) -> None:
+    """Each device's last check of its model against the signed behavioural fingerprint,
+    grouped by artifact digest; OUTLIER marks a device that drifted while its peers on the
+    same bytes did not ("same bytes, different behaviour")."""
+    from edgeward.fleet import behaviour_overview
+
+    with _store(config_path) as store:
+        rows = behaviour_overview(store, digest=digest)
+
+    def human() -> None:
+        shown = [{"device": r["device_id"], "artifact": (r["artifact_digest"] or "-")[:12],
+                  "status": r["status"] + (" OUTLIER" if r["outlier"] else ""),
+                  "distance": "-" if r["distance"] is None else f"{r['distance']:.3g}",
+                  "threshold": "-" if r["threshold"] is None else f"{r['threshold']:.3g}",
+                  "top-1": "-" if r["top1_agreement"] is None
+                  else f"{r['top1_agreement']:.3f}"} for r in rows]
+        _table("Behaviour (last check per device)", shown,
+               ["device", "artifact", "status", "distance", "threshold", "top-1"])
+        if not rows:
+            out.print("no device has reported health yet")
+
+    emit(as_json, rows, human)
+
+
 @fleet.command("alerts")
 @_CONFIG
 @_LIMIT

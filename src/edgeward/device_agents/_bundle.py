@@ -5,6 +5,7 @@
     DIR/MANIFEST.json                 format, artifact name and digest, every file's sha256
     DIR/artifact/NAME                 the artifact (file or directory)
     DIR/artifact/NAME.edgeward.json   its signed statement (DSSE envelope)
+    DIR/artifact/NAME.behaviour.json  its behavioural fingerprint, when the statement signs one
     DIR/trust/                        the publisher's trust root (public keys only)
     DIR/policy/POLICY.toml(.edgeward.json)   the signed safety policy, if given
     DIR/agent.toml                    an agent configuration that serves the imported slot
@@ -141,6 +142,9 @@ def export_bundle(artifact: Path, out_dir: Path, *, trust_store: Path,
         _copy(artifact, tmp / "artifact" / artifact.name)
         shutil.copyfile(default_signature(artifact),
                         tmp / "artifact" / default_signature(artifact).name)
+        fingerprint = artifact.with_name(artifact.name + ".behaviour.json")
+        if fingerprint.is_file():  # the signed behavioural fingerprint travels with it
+            shutil.copyfile(fingerprint, tmp / "artifact" / fingerprint.name)
         shutil.copytree(trust_store, tmp / "trust")
         policy_line = ""
         if safety_policy is not None:

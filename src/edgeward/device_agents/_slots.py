@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -62,7 +63,13 @@ from edgeward.device_agents._verified import (
     default_signature,
 )
 from edgeward.errors import ConfigError, EdgewardError
-from edgeward.provenance import TrustStore, canonical_json, read_signature, verify_artifact
+from edgeward.provenance import (
+    TrustStore,
+    canonical_json,
+    check_fingerprint_file,
+    read_signature,
+    verify_artifact,
+)
 
 __all__ = ["SLOTS", "SlotPointer", "SlotStore", "UpdateResult"]
 
@@ -263,6 +270,12 @@ class SlotStore:
             copy = _private_copy(artifact, staging)
             (staging / (artifact.name + _ENVELOPE_SUFFIX)).write_bytes(envelope)
             verified = verify_artifact(copy, envelope, store)
+            fingerprint = verified.fingerprint
+            if fingerprint is not None and (artifact.parent / fingerprint.name).is_file():
+                # The signed behavioural fingerprint travels with the artifact (checked here,
+                # and again by the agent when it loads the slot).
+                check_fingerprint_file(verified.statement, artifact.parent / fingerprint.name)
+                shutil.copyfile(artifact.parent / fingerprint.name, staging / fingerprint.name)
             digests = {s.name: s.sha256 for s in verified.subjects}
             digest = (next(iter(digests.values())) if copy.is_file()
                       else _manifest_digest(digests))
@@ -373,7 +386,8 @@ class SlotStore:
             raise ConfigError(f"rollback: nothing is installed in {self.root}")
         other = "b" if current.slot == "a" else "a"
         names = [p for p in (self.root / other).glob("*")
-                 if not p.name.endswith(_ENVELOPE_SUFFIX)] if (self.root / other).is_dir() else []
+                 if not p.name.endswith((_ENVELOPE_SUFFIX, ".behaviour.json"))]\
+            if (self.root / other).is_dir() else []
         if len(names) != 1:
             raise ConfigError(f"rollback: slot {other} holds no previous artifact")
         artifact = names[0]

@@ -407,12 +407,16 @@ class Updater:
             self._seed(fetcher, cmd, digest, size, map_digest)
         art, _ = fetcher.fetch(digest, size=size, progress=progress)
         sig, _ = fetcher.fetch(statement)
+        fingerprint = p.get("fingerprint_digest")
+        fp = fetcher.fetch(fingerprint)[0] if isinstance(fingerprint, str) else None
         install = fetcher.dir / f"install-{cmd.command_id}"
         _remove_tree(install)
         install.mkdir(mode=0o700)
         try:
             shutil.copyfile(art, install / name)
             shutil.copyfile(sig, install / f"{name}.edgeward.json")
+            if fp is not None:  # the slot layer checks it against the signed statement
+                shutil.copyfile(fp, install / f"{name}.behaviour.json")
             yield install / name
         finally:
             _remove_tree(install)

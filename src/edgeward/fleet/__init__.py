@@ -29,7 +29,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeward.fleet._alerts import AlertRules
+    from edgeward.fleet._alerts import AlertRules, behaviour_overview
     from edgeward.fleet._artifacts import ArtifactServer
     from edgeward.fleet._broker import (
         BrokerSpec,
@@ -67,6 +67,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationReport",
     "Store",
+    "behaviour_overview",
     "device_ids",
     "enroll_devices",
     "find_mosquitto",
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "AlertRules": "_alerts", "BrokerSpec": "_broker", "Listener": "_broker",
+    "AlertRules": "_alerts", "behaviour_overview": "_alerts", "BrokerSpec": "_broker", "Listener": "_broker",
     "MosquittoBroker": "_broker", "FleetConfig": "_config", "load_fleet_config": "_config",
     "enroll_devices": "_enroll", "FleetManager": "_manager", "ManagerReport": "_manager",
     "SimulationConfig": "_simulate", "SimulationReport": "_simulate", "simulate": "_simulate",

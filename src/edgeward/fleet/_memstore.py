@@ -101,6 +101,8 @@ class MemoryStore(Store):
         else:
             row = health_row(a)
             row["safety"] = json.loads(row["safety"])
+            if row.get("behaviour") is not None:
+                row["behaviour"] = json.loads(row["behaviour"])
             self._tables["health"][key] = row
 
     def _touch(self, a: Accepted) -> None:

@@ -141,6 +141,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             doc TEXT NOT NULL,
             updated_at {real} NOT NULL)""",
     ),
+    5: (
+        # The device's last behavioural check (a JSON object, or NULL for older agents).
+        "ALTER TABLE health ADD COLUMN behaviour TEXT",
+    ),
 }
 LATEST = max(MIGRATIONS)
 

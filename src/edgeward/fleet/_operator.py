@@ -32,7 +32,8 @@ def publish_artifact(artifact: Path, artifacts_dir: Path, cfg: FleetConfig, *,
 
     Returns:
         The deploy command's parameters: ``artifact_digest``, ``statement_digest``, ``name``,
-        ``size`` and, with ``delta``, ``map_digest``.
+        ``size``, ``fingerprint_digest`` when ``ARTIFACT.behaviour.json`` is beside it (the
+        device checks it against the signed statement) and, with ``delta``, ``map_digest``.
 
     Raises:
         ConfigError: the artifact or its signature is missing; SignatureError: it does not
@@ -49,6 +50,9 @@ def publish_artifact(artifact: Path, artifacts_dir: Path, cfg: FleetConfig, *,
     digest, statement = server.add_signed(artifact)
     params: dict[str, Any] = {"artifact_digest": digest, "statement_digest": statement,
                               "name": artifact.name, "size": artifact.stat().st_size}
+    fingerprint = artifact.with_name(artifact.name + ".behaviour.json")
+    if fingerprint.is_file():  # the signed behavioural fingerprint travels with the artifact
+        params["fingerprint_digest"] = server.add(fingerprint)
     if delta:  # the content-defined chunk map lets the device reuse what it already holds
         params["map_digest"] = server.add_chunk_map(artifact, digest)
     return params
@@ -120,7 +124,9 @@ class Operator:
         return {"command_id": cmd.command_id, "version": cmd.version, "device_id": device_id,
                 "artifact_digest": params["artifact_digest"],
                 "statement_digest": params["statement_digest"],
-                "map_digest": params.get("map_digest"), "expires_at": cmd.expires_at}
+                "map_digest": params.get("map_digest"),
+                "fingerprint_digest": params.get("fingerprint_digest"),
+                "expires_at": cmd.expires_at}
 
     def create_rollout(self, store: Store, artifact: Path, group: str, *, artifacts_dir: Path,
                        stages: Sequence[float], max_failure: float, name: str | None = None,

@@ -136,7 +136,9 @@ def health_row(a: Accepted) -> dict[str, Any]:
             "decode_tokens_per_s": s.decode_tokens_per_s, "queue_depth": s.queue_depth,
             "safety": json.dumps(dict(s.safety_decisions), sort_keys=True),
             "artifact_digest": s.artifact_digest, "slot": s.slot,
-            "spool_dropped": m.spool_dropped}
+            "spool_dropped": m.spool_dropped,
+            "behaviour": (json.dumps(dict(s.behaviour), sort_keys=True)
+                          if s.behaviour is not None else None)}
 
 
 def digest_of(m: Message) -> tuple[str | None, str | None]:
