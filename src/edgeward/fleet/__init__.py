@@ -82,7 +82,8 @@ __all__ = [
 ]
 
 _WHERE = {
-    "AlertRules": "_alerts", "behaviour_overview": "_alerts", "BrokerSpec": "_broker", "Listener": "_broker",
+    "AlertRules": "_alerts", "behaviour_overview": "_alerts", "BrokerSpec": "_broker",
+    "Listener": "_broker",
     "MosquittoBroker": "_broker", "FleetConfig": "_config", "load_fleet_config": "_config",
     "enroll_devices": "_enroll", "FleetManager": "_manager", "ManagerReport": "_manager",
     "SimulationConfig": "_simulate", "SimulationReport": "_simulate", "simulate": "_simulate",
