@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeward.provenance import PrivateKey
 
-__all__ = ["TinyLlamaSpec", "tiny_vocab", "write_tiny_gguf", "write_tiny_onnx"]
+__all__ = ["TinyLlamaSpec", "scaled_copy", "tiny_vocab", "write_tiny_gguf", "write_tiny_onnx"]
 
 _WORD_TEXT = (
     "the of and to in is you that it he was for on are as with his they at be this have from "
@@ -208,3 +208,18 @@ def fixed_key(seed: int) -> PrivateKey:
     return PrivateKey.from_pem(raw.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
+
+
+def scaled_copy(src: Path, dst: Path, tensor: str, factor: float) -> Path:
+    """A copy of an F32 GGUF with one tensor's weights multiplied by ``factor``."""
+    import shutil
+
+    import gguf
+
+    shutil.copyfile(src, dst)
+    reader = gguf.GGUFReader(dst, "r+")
+    (t,) = [t for t in reader.tensors if t.name == tensor]
+    t.data[...] = (np.asarray(t.data) * np.float32(factor)).astype(np.float32)
+    reader.data.flush()
+    del reader
+    return dst
