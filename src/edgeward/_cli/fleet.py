@@ -499,14 +499,13 @@ def fleet_behaviour(*, config_path: Path, digest: str | None, as_json: bool) -> 
         rows = behaviour_overview(store, digest=digest)
 
     def human() -> None:
-        shown = [{"device": r["device_id"], "artifact": (r["artifact_digest"] or "-")[:12],
+        shown = [{"device": r["device_id"], "artifact": (r["artifact_digest"] or "-")[:8],
                   "status": r["status"] + (" OUTLIER" if r["outlier"] else ""),
                   "distance": "-" if r["distance"] is None else f"{r['distance']:.3g}",
-                  "threshold": "-" if r["threshold"] is None else f"{r['threshold']:.3g}",
-                  "top-1": "-" if r["top1_agreement"] is None
-                  else f"{r['top1_agreement']:.3f}"} for r in rows]
+                  "limit": "-" if r["threshold"] is None else f"{r['threshold']:.2g}"}
+                 for r in rows]  # top-1 agreement and times: --json
         _table("Behaviour (last check per device)", shown,
-               ["device", "artifact", "status", "distance", "threshold", "top-1"])
+               ["device", "artifact", "status", "distance", "limit"])
         if not rows:
             out.print("no device has reported health yet")
 
