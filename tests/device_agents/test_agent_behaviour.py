@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from _agent_helpers import Signed
-from _models import scaled_copy
 
+from _models import scaled_copy
 from edgeward.behaviour import CheckResult, fingerprint_artifact, statement_record
 from edgeward.device_agents import Agent, config_from_dict
 from edgeward.device_agents._behaviour import BehaviourWatch

@@ -12,12 +12,12 @@ import pytest
 from _fleet_helpers import DIGEST, T0, health
 
 from edgeward.cli import main
+from edgeward.errors import ConfigError
 from edgeward.fleet import behaviour_overview, open_store
 from edgeward.fleet._alerts import AlertEngine, AlertRules, behaviour_outliers
 from edgeward.fleet._memstore import MemoryStore
 from edgeward.fleet._store import Accepted, Store
 from edgeward.fleet.protocol import EventMessage, HealthSample, encode
-from edgeward.errors import ConfigError
 from edgeward.provenance import PrivateKey, generate_key
 
 OTHER = "cd" * 32
@@ -47,8 +47,8 @@ def test_only_the_device_that_drifts_among_peers_is_an_outlier() -> None:
     assert engine.observe([_acc(health("pi-03", 10, behaviour=_b("ok", 0.0)))]) == []
     again = engine.observe([_acc(health("pi-03", 11, behaviour=_b("drift", 0.05)))])
     assert {a.kind for a in again} == {"behaviour", "behaviour_outlier"}
-    assert "same bytes, different behaviour" in [a for a in again
-                                                 if a.kind == "behaviour_outlier"][0].detail
+    assert "same bytes, different behaviour" in next(a for a in again
+                                                 if a.kind == "behaviour_outlier").detail
 
 
 def test_a_fleet_wide_change_is_drift_everywhere_but_no_outlier() -> None:
