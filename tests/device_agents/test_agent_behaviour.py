@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -232,3 +233,19 @@ def test_the_schedule_keeps_to_the_cpu_budget() -> None:
 def test_bad_behaviour_tables_are_config_errors(table: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"artifact": "m.gguf", "allow_unsigned": True, "behaviour": table})
+
+
+def test_checks_are_in_the_tamper_evident_audit_log(honest: Signed, tmp_path: Path) -> None:
+    agent = Agent(config_from_dict({
+        "artifact": str(honest.artifact), "trust_store": str(honest.trust),
+        "listen": "127.0.0.1:0", "state_dir": str(tmp_path / "state"),
+        "safety_policy": "default"}))
+    agent.start()
+    try:
+        assert _until(lambda: agent.behaviour.health()["status"] == "ok")
+        log = agent.config.audit_log_path
+    finally:
+        agent.close()
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    checks = [e for e in entries if "behaviour_check" in json.dumps(e)]
+    assert checks and '"status": "ok"' in json.dumps(checks[0])

@@ -118,6 +118,7 @@ class Agent:
         # [behaviour] on_drift = "stop", model requests get 503 behaviour_drift until a reload.
         self.behaviour: BehaviourWatch | None = None
         self.behaviour_stopped = False
+        self._drift_rollbacks = 0
         self._loaded_from: Path | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: AgentServer | None = None
@@ -171,7 +172,8 @@ class Agent:
         self._engine = Engine(model, max_queue=self._config.max_queue, metrics=self.metrics)
         self.behaviour = BehaviourWatch(self._config.behaviour, run_idle=self._engine.run_idle,
                                         report_event=self._report_event,
-                                        on_action=self._on_drift, metrics=self.metrics)
+                                        on_action=self._on_drift, metrics=self.metrics,
+                                        audit=self._audit_behaviour)
         self.behaviour.attach(model, self._loaded_from or model.info.path)
         self._engine.start()
         self.behaviour.start()
@@ -179,10 +181,21 @@ class Agent:
         self._start_telemetry(model)
         return model.info
 
+    def _audit_behaviour(self, record: dict[str, Any]) -> None:
+        if self._audit is not None:
+            self._audit.append(record, kind="behaviour_check")
+
     def _on_drift(self, action: str, result: CheckResult) -> None:
-        """Carry out ``[behaviour] on_drift`` (off the worker thread)."""
+        """Carry out ``[behaviour] on_drift`` (off the worker thread). A rollback happens once:
+        when the artifact it went back to drifts as well, the agent stops serving instead of
+        swapping slots back and forth."""
         cfg = self._config
+        if action == "rollback" and self._drift_rollbacks >= 1:
+            log_event(logging.ERROR, "behaviour_rollback_exhausted",
+                      detail="the artifact a drift rolled back to drifts too; stopping")
+            action = "stop"
         if action == "rollback" and cfg.artifact == SLOTS_ARTIFACT and cfg.trust_store:
+            self._drift_rollbacks += 1
             try:
                 outcome = SlotStore(cfg.state_dir).revert(cfg.trust_store,
                                                           health=self.health_check)

@@ -70,13 +70,16 @@ class BehaviourWatch:
         report_event: publishes a signed event (never raises).
         on_action: carries out ``stop`` / ``rollback`` (called off the worker thread).
         metrics: the agent's metrics (gauges ``edgeward_behaviour_*``).
+        audit: appends a ``behaviour_check`` record to the agent's tamper-evident audit log.
     """
 
     def __init__(self, config: BehaviourConfig, *,
                  run_idle: Callable[[Callable[..., Any], bool], None],
                  report_event: Callable[[str, dict[str, Any], str], None],
-                 on_action: Callable[[str, CheckResult], None], metrics: Any) -> None:
+                 on_action: Callable[[str, CheckResult], None], metrics: Any,
+                 audit: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
+        self._audit = audit
         self._run_idle, self._report, self._act = run_idle, report_event, on_action
         self._metrics = metrics
         self._lock = threading.Lock()
@@ -183,6 +186,10 @@ class BehaviourWatch:
                 "threshold": result.threshold, "top1_agreement": result.top1_agreement,
                 "continuation_agreement": result.continuation_agreement,
                 "reasons": list(result.reasons), "action": self.config.on_drift}
+        if self._audit is not None:
+            self._audit({**data, "status": result.status,
+                         "probe_set": self._fp.probe_set if self._fp else None,
+                         "runtime_match": result.runtime_match})
         if result.status == "drift" and before != "drift":
             self._report("behaviour.drift", data, "error")
             if self.config.on_drift != "alert":

@@ -107,16 +107,17 @@ class LogAuditSink:
         self.failures = 0
         self.appended = 0
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Append one ``safety_decision`` entry (in the reserve's space on a full disk)."""
+    def append(self, record: dict[str, Any], *, kind: str = AUDIT_KIND) -> None:
+        """Append one entry, a ``safety_decision`` by default (in the reserve's space on a
+        full disk); the agent also records its ``behaviour_check`` verdicts here."""
         with self._lock:
             try:
                 try:
-                    self._log.append(AUDIT_KIND, record)
+                    self._log.append(kind, record)
                 except EdgewardError as e:
                     if not (is_disk_full(e) and self.reserve.release()):
                         raise
-                    self._log.append(AUDIT_KIND, record)
+                    self._log.append(kind, record)
                     log_event(logging.CRITICAL, "audit_reserve_used", log=str(self.path),
                               detail="the disk is full: this audit record was written in the "
                                      "space held back for it; free space on the disk")
