@@ -24,6 +24,22 @@ from edgeward.behaviour._api import (
     fingerprint_for_signing,
     statement_record,
 )
+from edgeward.behaviour._canaries import (
+    ATTACK_FAMILIES,
+    CANARY_FAMILIES,
+    CANARY_PAYLOAD_TYPE,
+    DEFAULT_CANARY_SET,
+    Canary,
+    CanaryResult,
+    CanarySet,
+    FamilyDrift,
+    judge,
+    load_canary_set,
+    record_expected,
+    run_canaries,
+    sign_canary_set,
+    tolerance_for,
+)
 from edgeward.behaviour._fingerprint import (
     FINGERPRINT_FORMAT,
     MIN_THRESHOLD,
@@ -49,11 +65,19 @@ from edgeward.behaviour._probes import (
 )
 
 __all__ = [
+    "ATTACK_FAMILIES",
+    "CANARY_FAMILIES",
+    "CANARY_PAYLOAD_TYPE",
+    "DEFAULT_CANARY_SET",
     "DEFAULT_PROBE_SET",
     "FINGERPRINT_FORMAT",
     "MIN_THRESHOLD",
     "CalibrationRun",
+    "Canary",
+    "CanaryResult",
+    "CanarySet",
     "CheckResult",
+    "FamilyDrift",
     "Fingerprint",
     "FingerprintMade",
     "Observation",
@@ -68,9 +92,15 @@ __all__ = [
     "fingerprint_artifact",
     "fingerprint_for_signing",
     "fingerprint_path_for",
+    "judge",
+    "load_canary_set",
     "load_probe_set",
     "make_fingerprint",
     "observe",
+    "record_expected",
+    "run_canaries",
     "runtime_build",
+    "sign_canary_set",
     "statement_record",
+    "tolerance_for",
 ]
