@@ -10,6 +10,7 @@ import pytest
 from _agent_helpers import Signed, sign_copy
 
 from edgeward.device_agents import Agent, RunningAgent, config_from_dict
+from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
 from edgeward.provenance import PrivateKey, Role, TrustStore, generate_key
 from edgeward.safety import SafetyFilter
 
@@ -85,3 +86,12 @@ def trust(tmp_path: Path, operator: PrivateKey) -> Path:
     store = TrustStore.open(tmp_path / "trust", create=True)
     store.add(operator.public_key, [Role.OPERATOR], name="ops")
     return tmp_path / "trust"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A Mosquitto on a free loopback port (skips where mosquitto is not installed)."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
+    with MosquittoBroker(BrokerSpec(directory=tmp_path / "broker")) as b:
+        yield b

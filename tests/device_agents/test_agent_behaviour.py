@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _agent_helpers import Signed
+from _agent_helpers import Signed, until
 
 from _models import scaled_copy
 from edgeward.behaviour import CheckResult, fingerprint_artifact, statement_record
@@ -25,14 +25,6 @@ from edgeward.provenance import Role, TrustStore, generate_key, sign_artifact
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hello world"}],
         "max_tokens": 8, "temperature": 0, "seed": 3}
 
-
-def _until(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def _signed_with(artifact: Path, fingerprint_of: Path, workdir: Path) -> Signed:
@@ -81,7 +73,7 @@ def test_the_model_is_checked_on_load_and_reported(honest: Signed, tmp_path: Pat
     try:
         with agent.serve_in_thread() as running:
             assert agent.behaviour is not None
-            assert _until(lambda: agent.behaviour.health()["status"] == "ok"), \
+            assert until(lambda: agent.behaviour.health()["status"] == "ok"), \
                 agent.behaviour.health()
             health = agent.health_figures()["behaviour"]
             assert health["checks"] == 1 and health["distance"] <= health["threshold"]
@@ -102,7 +94,7 @@ def test_a_model_that_does_not_behave_as_signed_stops_serving(patched: Signed,
     agent = _agent(patched, tmp_path, on_drift="stop")
     try:
         with agent.serve_in_thread() as running:
-            assert _until(lambda: agent.behaviour_stopped), agent.behaviour.health()
+            assert until(lambda: agent.behaviour_stopped), agent.behaviour.health()
             h = agent.behaviour.health()
             assert h["status"] == "drift" and h["distance"] > h["threshold"]
             r = httpx.post(running.base_url + "/chat/completions", json=CHAT, timeout=30)
@@ -118,14 +110,14 @@ def test_alert_only_keeps_serving_and_rollback_without_slots_stops(patched: Sign
                                                                     tmp_path: Path) -> None:
     agent = _agent(patched, tmp_path / "alert", on_drift="alert")
     try:
-        assert _until(lambda: agent.behaviour.health()["status"] == "drift")
+        assert until(lambda: agent.behaviour.health()["status"] == "drift")
         time.sleep(0.2)
         assert not agent.behaviour_stopped
     finally:
         agent.close()
     agent = _agent(patched, tmp_path / "rollback", on_drift="rollback")
     try:
-        assert _until(lambda: agent.behaviour_stopped)  # no slots to go back to
+        assert until(lambda: agent.behaviour_stopped)  # no slots to go back to
     finally:
         agent.close()
 
@@ -213,7 +205,7 @@ def test_events_fire_on_a_change_of_verdict_only() -> None:
     drift = rec.events[0]
     assert drift[2] == "error" and drift[1]["action"] == "stop"
     assert drift[1]["distance"] == 0.5 and drift[1]["reasons"]
-    assert _until(lambda: rec.actions == ["stop"], 5)
+    assert until(lambda: rec.actions == ["stop"], 5)
     assert w.health()["checks"] == 4
     w.record(_result("drift", 0.9), "e" * 64)  # a verdict on a model no longer served
     assert w.health()["checks"] == 4
@@ -242,7 +234,7 @@ def test_checks_are_in_the_tamper_evident_audit_log(honest: Signed, tmp_path: Pa
         "safety_policy": "default"}))
     agent.start()
     try:
-        assert _until(lambda: agent.behaviour.health()["status"] == "ok")
+        assert until(lambda: agent.behaviour.health()["status"] == "ok")
         log = agent.config.audit_log_path
     finally:
         agent.close()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from edgeward.device_agents._fetch import Fetcher
 from edgeward.errors import ChannelError, RejectedMessageError
 from edgeward.fleet._artifacts import ArtifactServer
-from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
+from edgeward.fleet._broker import MosquittoBroker
 from edgeward.fleet.protocol import BrokerOptions
 from edgeward.fleet.protocol._transfer import Chunk, ChunkRequest, chunk_count
 
@@ -45,14 +44,6 @@ def test_chunk_frames_are_checked() -> None:
                 b'{"device_id": "a/b", "chunks": [1], "chunk_size": 65536}', b"\xff"):
         with pytest.raises(RejectedMessageError):
             ChunkRequest.decode(bad)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
-    with MosquittoBroker(BrokerSpec(directory=tmp_path / "broker")) as b:
-        yield b
 
 
 @pytest.fixture

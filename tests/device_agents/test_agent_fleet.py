@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from _agent_helpers import Signed, flip_byte, sign_copy
+from _agent_helpers import Signed, flip_byte, sign_copy, until
 from test_agent_api import CHAT
 
 import edgeward.safety
 from edgeward.device_agents import Agent, config_from_dict
 from edgeward.fleet import FleetManager, enroll_devices, load_fleet_config
-from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
+from edgeward.fleet._broker import MosquittoBroker
 from edgeward.fleet._store import open_store
 from edgeward.fleet.protocol import BrokerOptions, connect, encode_command, new_command
 from edgeward.provenance import Role, TrustStore, generate_key, sign_artifact, write_key_pair
@@ -35,21 +33,6 @@ pytestmark = [
 ]
 
 
-def _until(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
-    with MosquittoBroker(BrokerSpec(directory=tmp_path / "broker")) as b:
-        yield b
 
 
 def test_the_fleet_sees_what_the_agent_runs(tmp_path: Path, broker: MosquittoBroker,
@@ -104,7 +87,7 @@ reconnect_max_s = 1.0
                     rows = s.health("pi-07", limit=1)
                 return bool(rows) and rows[0]["safety"].get(category, 0) >= 1
 
-            assert _until(health_has_block), manager.counters()
+            assert until(health_has_block), manager.counters()
             # operator commands over MQTT: a forgery and a replay are refused and reported
             conn = connect(BrokerOptions(url=broker.url), client_id="ops-console")
             conn.client.loop_start()
@@ -123,20 +106,20 @@ reconnect_max_s = 1.0
 
             want = [("command.accepted", "None"), ("command.failed", "no_slots"),
                     ("command.refused", "forged"), ("command.refused", "replayed")]
-            assert _until(lambda: reasons() == want), reasons()
+            assert until(lambda: reasons() == want), reasons()
             assert agent.commands is not None and agent.commands.last_version == 1
             # a tampered artifact is refused on reload (as on SIGHUP); the fleet hears of it
             flip_byte(signed.artifact)
             assert agent.reload().ok is False
             with open_store(str(tmp_path / "fleet.db")) as s:
-                assert _until(lambda: any(e["event"] == "model.refused"
+                assert until(lambda: any(e["event"] == "model.refused"
                                           for e in s.events("pi-07")))
         with open_store(str(tmp_path / "fleet.db")) as s:
-            assert _until(lambda: s.device("pi-07").state == "offline")  # type: ignore[union-attr]
+            assert until(lambda: s.device("pi-07").state == "offline")  # type: ignore[union-attr]
             # the retained state goes out directly; spooled telemetry may still be arriving
-            assert _until(lambda: s.device("pi-07").artifact_digest  # type: ignore[union-attr]
+            assert until(lambda: s.device("pi-07").artifact_digest  # type: ignore[union-attr]
                           == info.sha256)
-            assert _until(lambda: len(s.provenance("pi-07")) == 1)
+            assert until(lambda: len(s.provenance("pi-07")) == 1)
             (prov,) = s.provenance("pi-07")
             assert prov["statement_verified"] is True
             assert prov["subjects"][0]["sha256"] == info.sha256
@@ -223,7 +206,7 @@ health_interval_s = 60
                      str(tmp_path / "artifacts"), "--json"]) == 0
         sent = __import__("json").loads(capsys.readouterr().out)
         assert sent["version"] == 1
-        assert _until(lambda: agent.engine.model.info.sha256 == sent["artifact_digest"], 60)
+        assert until(lambda: agent.engine.model.info.sha256 == sent["artifact_digest"], 60)
         pointer = SlotStore(state).active()
         assert pointer is not None and pointer.slot == "b" and not pointer.trial
         assert agent.engine.model.info.verified and before.sha256 != sent["artifact_digest"]
@@ -236,7 +219,7 @@ health_interval_s = 60
         assert main(["fleet", "set-config", "max_queue=3", "max_tokens_cap=512", "--device",
                      "pi-09", "--config", str(fleet_toml), "--key", str(ops.private_key_path),
                      "--json"]) == 0
-        assert _until(lambda: agent.config.max_queue == 3 and agent.engine.max_queue == 3)
+        assert until(lambda: agent.config.max_queue == 3 and agent.engine.max_queue == 3)
         assert agent.config.max_tokens_cap == 512
         assert main(["fleet", "set-config", "allow_unsigned=true", "--device", "pi-09",
                      "--config", str(fleet_toml), "--key", str(ops.private_key_path)]) == 0
@@ -250,7 +233,7 @@ health_interval_s = 60
         assert main(["fleet", "set-policy", str(policy), "--device", "pi-09", "--config",
                      str(fleet_toml), "--key", str(ops.private_key_path), "--artifacts-dir",
                      str(tmp_path / "artifacts"), "--json"]) == 0
-        assert _until(lambda: str(agent.config.safety_policy).endswith("strict.toml"), 30)
+        assert until(lambda: str(agent.config.safety_policy).endswith("strict.toml"), 30)
         assert type(agent.safety_filter).__name__ != "PassThroughFilter"
         assert agent.metrics.value("edgeward_agent_commands_total", result="accepted",
                                    reason="set-config") == 2

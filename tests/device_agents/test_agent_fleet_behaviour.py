@@ -7,38 +7,22 @@ from __future__ import annotations
 import ctypes
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _agent_helpers import until
 
 from edgeward.behaviour import fingerprint_artifact, statement_record
 from edgeward.device_agents import Agent, config_from_dict
 from edgeward.fleet import FleetManager, behaviour_overview, enroll_devices, load_fleet_config
-from edgeward.fleet._broker import BrokerSpec, MosquittoBroker, find_mosquitto
+from edgeward.fleet._broker import MosquittoBroker
 from edgeward.fleet._store import open_store
 from edgeward.provenance import Role, TrustStore, generate_key, sign_artifact, write_key_pair
 
 pytestmark = pytest.mark.integration
 
 
-def _until(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto); CI installs it")
-    with MosquittoBroker(BrokerSpec(directory=tmp_path / "broker")) as b:
-        yield b
 
 
 def _steer(agent: Agent, strength: float = 0.5) -> None:
@@ -90,7 +74,7 @@ def test_only_the_device_that_computes_differently_is_flagged(
         _steer(agents[2])  # pi-03: same bytes, different computation
         for agent in agents:
             assert agent.behaviour is not None and agent.behaviour.request()
-        assert _until(lambda: all(a.behaviour.health()["checks"] == 1 for a in agents))
+        assert until(lambda: all(a.behaviour.health()["checks"] == 1 for a in agents))
         assert [a.behaviour.health()["status"] for a in agents] == ["ok", "ok", "drift"]
 
         def flagged() -> list[tuple[str, str, bool]]:
@@ -99,9 +83,9 @@ def test_only_the_device_that_computes_differently_is_flagged(
                         for r in behaviour_overview(s)]
 
         want = [("pi-01", "ok", False), ("pi-02", "ok", False), ("pi-03", "drift", True)]
-        assert _until(lambda: flagged() == want), flagged()
+        assert until(lambda: flagged() == want), flagged()
         with open_store(str(tmp_path / "fleet.db")) as s:
-            assert _until(lambda: {(a.device_id, a.kind) for a in s.alerts(limit=100)} >= {
+            assert until(lambda: {(a.device_id, a.kind) for a in s.alerts(limit=100)} >= {
                 ("pi-03", "behaviour"), ("pi-03", "behaviour_outlier"),
                 ("pi-03", "behaviour.drift")})
             kinds = {(a.device_id, a.kind) for a in s.alerts(limit=100)}
