@@ -6,7 +6,8 @@ within reach; it is written to a temp dir at run time), each change below is app
 >= 10 variants and checked against the unchanged artifact's calibrated fingerprint:
 
 - ``requantized_tensor``: one tensor stored in another type (llama.cpp's quantizer with a
-  per-tensor override, against the same quantizer's output without it);
+  per-tensor override, against the same quantizer's output without it: Q4_1 for SmolLM2, Q8_0
+  for the generated model, since llama.cpp applies overrides to quantized file types only);
 - ``block_scaled_1pct``: every weight of one transformer block scaled by 1.01;
 - ``q8_0_for_q4_k_m``: the Q8_0 artifact loaded where the fingerprint is the Q4_K_M one (also
   Q5_K_M, Q6_K, Q5_0, Q4_0 in place of Q4_K_M, and with other thread counts);
@@ -285,16 +286,19 @@ def run_model(name: str, base: Path, work: Path, trials: int, false_alarm_runs: 
             labels.append(f"{qtype} where the statement says Q4_K_M ({threads} threads, "
                           f"context {ctx})")
         cases["q8_0_for_q4_k_m"] = summary(res, labels)
-    else:  # F32 generated model: the same cases in F32 terms
+    else:  # F32 generated model: llama.cpp applies overrides to quantized file types only
+        ref = work / f"{name}-q8_0-ref.gguf"
+        quantize(base, ref, QuantRecipe(type="Q8_0"), force=True, durable=False)
+        ref_fp = fingerprint_artifact(ref).fingerprint
         res, labels = [], []
-        for i, ggml in enumerate(["Q8_0", "Q8_0", "F16", "Q8_0", "F16", "Q8_0", "F16", "Q8_0",
-                                  "F16", "Q8_0"][:max(trials, 10)]):
+        for i, ggml in enumerate(["Q4_0", "Q5_0", "Q5_1", "Q4_1", "Q4_0", "Q5_0", "Q5_1",
+                                  "Q4_1", "Q4_0", "Q5_0"][:max(trials, 10)]):
             tensor = f"blk.{i % n_layer}.{['attn_q', 'ffn_down'][i % 2]}.weight"
             changed = work / f"{name}-override.gguf"
-            quantize(base, changed, QuantRecipe(type="F32", overrides=((f"^{tensor}$", ggml),)),
+            quantize(base, changed, QuantRecipe(type="Q8_0", overrides=((f"^{tensor}$", ggml),)),
                      force=True, durable=False)
-            res.append(check_file(changed, fp))
-            labels.append(f"{tensor} as {ggml} (rest F32)")
+            res.append(check_file(changed, ref_fp))
+            labels.append(f"{tensor} as {ggml} (rest Q8_0)")
         cases["requantized_tensor"] = summary(res, labels)
         q8 = work / f"{name}-q8_0.gguf"
         quantize(base, q8, QuantRecipe(type="Q8_0"), force=True, durable=False)
