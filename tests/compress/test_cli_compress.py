@@ -32,6 +32,20 @@ def test_type_json(tiny_gguf: Path, out_dir: Path, capsys: pytest.CaptureFixture
     assert (out_dir / "t.gguf.report.json").is_file()
     assert json.loads((out_dir / "t.gguf.report.json").read_text())["artifact_sha256"] == \
         d["artifact_sha256"]
+    # the behavioural fingerprint of these bytes is beside it, for `edgeward sign`
+    assert d["fingerprint"] == str(out) + ".behaviour.json"
+    fp = json.loads(Path(d["fingerprint"]).read_text())
+    assert fp["artifact_sha256"] == d["artifact_sha256"] and fp["tolerance"]["runs"]
+
+
+def test_no_fingerprint(tiny_gguf: Path, out_dir: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = out_dir / "nf.gguf"
+    code, stdout, err = run(capsys, "compress", str(tiny_gguf), "--type", "Q8_0", "--out",
+                            str(out), "--no-eval", "--no-fingerprint", "--json")
+    assert code == 0, err
+    assert "fingerprint" not in json.loads(stdout)
+    assert not out.with_name(out.name + ".behaviour.json").exists()
 
 
 def test_no_eval(tiny_gguf: Path, out_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

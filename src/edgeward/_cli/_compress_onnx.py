@@ -63,7 +63,8 @@ def _onnx_plan_table(plan: dict[str, Any]) -> Table:
 
 
 def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
-              plan: bool, extra: dict[str, Any], as_json: bool) -> None:
+              plan: bool, extra: dict[str, Any], as_json: bool, *,
+              fingerprint: bool = True) -> None:
     """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
     from edgeward.compress import (
         ONNX_TYPES,
@@ -103,6 +104,10 @@ def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path |
         return
     assert out_path is not None
     report = compress_onnx(src, out_path, qtype, profile=prof, options=options)
+    if fingerprint:
+        from edgeward._cli.behaviour import fingerprint_built
+
+        report = {**report, **fingerprint_built(Path(report.get("out") or out_path), as_json)}
 
     def human() -> None:
         if report.get("plan"):

@@ -26,6 +26,22 @@ def _progress(as_json: bool) -> Callable[[int, int], None]:
     return show
 
 
+def fingerprint_built(artifact: Path, as_json: bool) -> dict[str, str | None]:
+    """After a build (``compress``): write the artifact's calibrated fingerprint beside it so
+    that ``edgeward sign`` signs it. A model that cannot be fingerprinted gets a warning."""
+    from edgeward.behaviour import fingerprint_artifact
+    from edgeward.errors import EdgewardError
+
+    try:
+        made = fingerprint_artifact(artifact, progress=_progress(as_json))
+    except EdgewardError as e:  # the artifact is written; only its fingerprint is missing
+        err.print(f"warning: no behavioural fingerprint for {artifact}: {e}")
+        return {"fingerprint": None, "fingerprint_note": str(e)}
+    if not as_json:
+        err.print(f"fingerprint: {made.path} (edgeward sign signs it with the artifact)")
+    return {"fingerprint": str(made.path), "fingerprint_note": "made now"}
+
+
 @behaviour.command("fingerprint")
 @click.argument("artifact", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),

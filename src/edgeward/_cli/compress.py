@@ -157,6 +157,9 @@ def parse_size(text: str) -> int:
               "important on the calibration text) before export, e.g. 0.25.")
 @click.option("--min-cosine", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="onnx --profile: quality floor for encoders (mean cosine to fp32).")
+@click.option("--no-fingerprint", is_flag=True,
+              help="Do not write the artifact's behavioural fingerprint "
+                   "(ARTIFACT.behaviour.json, which `edgeward sign` signs with it).")
 @json_option
 def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None, plan: bool,
         candidates: str | None, context: int | None, headroom: float, max_kld: float | None,
@@ -165,7 +168,8 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
         eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
         fmt: str, block_size: int, lm_head: bool, optimize: str | None,
-        prune_ffn: float | None, min_cosine: float, as_json: bool) -> None:
+        prune_ffn: float | None, min_cosine: float, no_fingerprint: bool,
+        as_json: bool) -> None:
     """Quantize SRC (a GGUF model) with llama.cpp and measure the result; with
     `--format onnx`, export SRC to ONNX and quantize it with ONNX Runtime.
 
@@ -196,7 +200,7 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
             "evaluate": not no_eval, "block_size": block_size, "lm_head": lm_head,
             "optimize": optimize, "prune_ffn": prune_ffn, "headroom": headroom,
             "context": context, "max_kld": max_kld, "min_cosine": min_cosine,
-            "force": force}, as_json)
+            "force": force}, as_json, fingerprint=not no_fingerprint)
         return
     _check_gguf_args(src, qtype, profile, out_path, plan=plan)
     options = CompressOptions(
@@ -246,6 +250,11 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     if plan:
         emit(as_json, payload, lambda: _print_plan(result))
     else:
+        if not no_fingerprint:
+            from edgeward._cli.behaviour import fingerprint_built
+
+            assert out_path is not None
+            payload.update(fingerprint_built(out_path, as_json))
         emit(as_json, payload, lambda: _print_report(report))
 
 
