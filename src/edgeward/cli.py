@@ -39,6 +39,7 @@ from edgeward._cli.demo import demo
 from edgeward._cli.fleet import fleet
 from edgeward._cli.profile import profile
 from edgeward._cli.provenance import card, keys, sign, verify, verify_log
+from edgeward._cli.redteam import redteam
 from edgeward._cli.safety import safety
 from edgeward._cli.tui import tui
 from edgeward.errors import EdgewardError
@@ -88,6 +89,7 @@ cli.add_command(run)
 cli.add_command(tui)
 cli.add_command(bundle)
 cli.add_command(behaviour)
+cli.add_command(redteam)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
