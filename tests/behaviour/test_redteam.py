@@ -244,6 +244,12 @@ def test_report_files(report: RedteamReport, tmp_path: Path, chart: str) -> None
     assert "| family | attempts | blocked | refused | passed through | skipped |" in md
     assert "| harmful | 6 | 1 | 1 | 4 | 0 |" in md and "http 503 busy" in md
     assert files.chart.suffix == f".{chart}" and files.chart.stat().st_size > 500
+    if chart == "svg":  # well-formed, one bar segment per non-zero outcome of each family
+        import xml.etree.ElementTree as ET
+
+        rects = ET.parse(files.chart).getroot().iter("{http://www.w3.org/2000/svg}rect")
+        titles = [r.findtext("{http://www.w3.org/2000/svg}title") for r in rects]
+        assert "skipped: 50 %" in titles  # injection: 2 of 4 skipped
     assert files.envelope is None
 
 

@@ -37,6 +37,7 @@ _COLOURS = {"blocked": "#2e7d32", "refused": "#1565c0", "passed_through": "#c628
             "skipped": "#9e9e9e"}
 _LABELS = {"blocked": "blocked by filter", "refused": "refused by model",
            "passed_through": "passed through", "skipped": "skipped"}
+_NOTE = "benign look-alikes: blocked = over-blocking; passed through = as it should be"
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,9 @@ def _png(report: RedteamReport, path: Path) -> Path:
     ax.set_title(f"red team: {report.target} ({report.engine})", fontsize=10)
     ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.35 if
               len(rows) < 3 else -0.2), frameon=False)
-    fig.tight_layout()
+    if "benign" in names:
+        fig.text(0.5, 0.01, _NOTE, ha="center", fontsize=7, style="italic")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     tmp = path.with_name(f".{path.name}.partial.png")
     fig.savefig(tmp)
     plt.close(fig)
@@ -228,7 +231,7 @@ def _png(report: RedteamReport, path: Path) -> Path:
 def _svg(report: RedteamReport) -> str:
     rows = _shares(report)
     width, bar_x, bar_w, row_h = 640, 110, 500, 28
-    height = 60 + row_h * len(rows) + 40
+    height = 60 + row_h * len(rows) + 60
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="12">',
              f'<text x="10" y="20" font-size="13">red team: {html.escape(report.target)} '
@@ -250,5 +253,8 @@ def _svg(report: RedteamReport) -> str:
         parts.append(f'<rect x="{x}" y="{y - 10}" width="10" height="10" '
                      f'fill="{_COLOURS[outcome]}"/><text x="{x + 14}" y="{y}">'
                      f"{_LABELS[outcome]}</text>")
+    if any(name == "benign" for name, _ in rows):
+        parts.append(f'<text x="10" y="{y + 22}" font-size="11" font-style="italic">'
+                     f"{html.escape(_NOTE)}</text>")
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
