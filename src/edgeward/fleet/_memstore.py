@@ -101,8 +101,9 @@ class MemoryStore(Store):
         else:
             row = health_row(a)
             row["safety"] = json.loads(row["safety"])
-            if row.get("behaviour") is not None:
-                row["behaviour"] = json.loads(row["behaviour"])
+            for col in ("behaviour", "canaries"):
+                if row.get(col) is not None:
+                    row[col] = json.loads(row[col])
             self._tables["health"][key] = row
 
     def _touch(self, a: Accepted) -> None:

@@ -142,8 +142,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             updated_at {real} NOT NULL)""",
     ),
     5: (
-        # The device's last behavioural check (a JSON object, or NULL for older agents).
+        # Per health report: the device's last behavioural check and its last canary run
+        # (JSON objects, or NULL from agents without them).
         "ALTER TABLE health ADD COLUMN behaviour TEXT",
+        "ALTER TABLE health ADD COLUMN canaries TEXT",
     ),
 }
 LATEST = max(MIGRATIONS)

@@ -170,7 +170,7 @@ class SqlStore(Store):
         self._bulk("INSERT INTO health (device_id, seq, device_time, uptime_s, cpu_percent, "
                    "load_1m, memory_used_bytes, memory_total_bytes, temperature_c, "
                    "decode_tokens_per_s, queue_depth, safety, artifact_digest, slot, "
-                   "spool_dropped, behaviour)", health)
+                   "spool_dropped, behaviour, canaries)", health)
         self._bulk("INSERT INTO events (device_id, seq, device_time, event, severity, data)",
                    events)
         self._bulk("INSERT INTO provenance (device_id, seq, device_time, artifact_digest, "
@@ -310,7 +310,7 @@ def _present(row: dict[str, Any]) -> dict[str, Any]:
     for key in _TIME_COLUMNS:
         if key in row:
             row[key] = iso_time(row[key])
-    for key in ("safety", "data", "behaviour"):
+    for key in ("safety", "data", "behaviour", "canaries"):
         if key in row and row[key] is not None:
             row[key] = json.loads(row[key])
     if "statement" in row:

@@ -138,7 +138,9 @@ def health_row(a: Accepted) -> dict[str, Any]:
             "artifact_digest": s.artifact_digest, "slot": s.slot,
             "spool_dropped": m.spool_dropped,
             "behaviour": (json.dumps(dict(s.behaviour), sort_keys=True)
-                          if s.behaviour is not None else None)}
+                          if s.behaviour is not None else None),
+            "canaries": (json.dumps(dict(s.canaries), sort_keys=True)
+                         if s.canaries is not None else None)}
 
 
 def digest_of(m: Message) -> tuple[str | None, str | None]:

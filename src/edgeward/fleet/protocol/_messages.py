@@ -91,6 +91,11 @@ class HealthSample:
             fingerprint (``status``: ok, drift, pending, unchecked, missing, error;
             ``distance``, ``threshold``, ``top1_agreement``, ``checked_at``, ``checks``,
             ``probe_set``, ``detail``); absent from agents older than the fingerprint.
+        canaries: the last run of the signed safety canaries through the whole pipeline
+            (``status``: ok, drift, unchecked; ``checked_at``; ``rates`` and ``expected``,
+            block rate per family; optional ``policy_digest``, ``canary_set``,
+            ``tolerance``, ``refusal_rate``, ``checks``, ``detail``); absent from agents
+            without canaries.
     """
 
     uptime_s: float = 0.0  # seconds
@@ -105,10 +110,13 @@ class HealthSample:
     artifact_digest: str | None = None  # sha256 hex
     slot: str | None = None
     behaviour: Mapping[str, Any] | None = None
+    canaries: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.behaviour is not None:
             object.__setattr__(self, "behaviour", check_behaviour_health(self.behaviour))
+        if self.canaries is not None:
+            object.__setattr__(self, "canaries", check_canaries_health(self.canaries))
         check_num(self.uptime_s, "uptime_s", 0, MAX_TIME)
         opt_num(self.cpu_percent, "cpu_percent", 0, 100 * 4096)
         opt_num(self.load_1m, "load_1m", 0, 1e6)
@@ -138,19 +146,20 @@ class HealthSample:
                 "queue_depth": self.queue_depth,
                 "safety_decisions": dict(self.safety_decisions),
                 "artifact_digest": self.artifact_digest, "slot": self.slot,
-                **({"behaviour": dict(self.behaviour)} if self.behaviour is not None else {})}
+                **({"behaviour": dict(self.behaviour)} if self.behaviour is not None else {}),
+                **({"canaries": dict(self.canaries)} if self.canaries is not None else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HealthSample:
-        """Inverse of :meth:`to_dict`; unknown keys are refused (``behaviour`` may be
-        absent).
+        """Inverse of :meth:`to_dict`; unknown keys are refused (``behaviour`` and
+        ``canaries`` may be absent).
 
         Raises:
             ConfigError: a missing, unknown or bad field.
         """
-        optional = {"behaviour": d["behaviour"]} if isinstance(d, Mapping) \
-            and "behaviour" in d else {}
-        rest = {k: v for k, v in d.items() if k != "behaviour"} if isinstance(d, Mapping) else d
+        extras = ("behaviour", "canaries")
+        optional = {k: d[k] for k in extras if k in d} if isinstance(d, Mapping) else {}
+        rest = {k: v for k, v in d.items() if k not in extras} if isinstance(d, Mapping) else d
         return cls(**_exact_fields(rest, cls._FIELDS, "metrics"), **optional)
 
     _FIELDS: ClassVar[tuple[str, ...]] = (
@@ -184,6 +193,52 @@ def check_behaviour_health(b: object) -> dict[str, Any]:
             raise ConfigError(f"behaviour.{key} must be a string of at most {cap} characters")
         out[key] = value
     return out
+
+
+CANARY_STATUSES = ("ok", "drift", "unchecked")
+
+
+def check_canaries_health(c: object) -> dict[str, Any]:
+    """A health report's ``canaries`` object, checked field by field (bounded sizes)."""
+    if not isinstance(c, Mapping):
+        raise ConfigError(f"canaries must be an object, got {type(c).__name__}")
+    extra = sorted(set(c) - {"status", "checked_at", "rates", "expected", "policy_digest",
+                             "canary_set", "tolerance", "refusal_rate", "checks", "detail"})
+    if extra:
+        raise ConfigError(f"canaries: unknown field(s) {extra!r:.80}")
+    if c.get("status") not in CANARY_STATUSES:
+        raise ConfigError(f"canaries.status must be one of {', '.join(CANARY_STATUSES)}, "
+                          f"got {c.get('status')!r:.40}")
+    out: dict[str, Any] = {"status": c["status"], "rates": _rates(c.get("rates", {}), "rates"),
+                           "expected": _rates(c.get("expected", {}), "expected")}
+    if "tolerance" in c:  # one number, or one per family
+        tol = c["tolerance"]
+        out["tolerance"] = (_rates(tol, "tolerance") if isinstance(tol, Mapping)
+                            else opt_num(tol, "canaries.tolerance", 0, 1))
+    if "refusal_rate" in c:
+        out["refusal_rate"] = opt_num(c["refusal_rate"], "canaries.refusal_rate", 0, 1)
+    if "checks" in c:
+        out["checks"] = check_int(c["checks"], "canaries.checks", 0, 2**53)
+    if "policy_digest" in c:
+        out["policy_digest"] = opt_str(c["policy_digest"], "canaries.policy_digest", HEX64)
+    for key, cap in (("checked_at", 40), ("canary_set", 64), ("detail", 300)):
+        value = c.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > cap):
+            raise ConfigError(f"canaries.{key} must be a string of at most {cap} characters")
+        if key in c or key == "checked_at":
+            out[key] = value
+    return out
+
+
+def _rates(rates: object, key: str) -> dict[str, Any]:
+    """A family -> fraction object of a ``canaries`` report."""
+    if not isinstance(rates, Mapping) or len(rates) > MAX_CATEGORIES:
+        raise ConfigError(f"canaries.{key} must be an object of at most {MAX_CATEGORIES} "
+                          f"families, got {rates!r:.80}")
+    for family, rate in rates.items():
+        check_str(family, f"canaries.{key} family", NAME)
+        check_num(rate, f"canaries.{key}[{family!r}]", 0, 1)
+    return dict(sorted(rates.items()))
 
 
 def _exact_fields(d: object, names: tuple[str, ...], what: str) -> dict[str, Any]:
