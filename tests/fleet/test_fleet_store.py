@@ -153,9 +153,9 @@ def test_sqlite_migrates_an_old_store_in_place(tmp_path: Path, device_key: Priva
     with sqlite3.connect(db) as c:
         assert not c.execute("SELECT name FROM sqlite_master WHERE name = 'alerts'").fetchall()
     new = SqliteStore(db)
-    assert new.schema_version() == LATEST == 5
+    assert new.schema_version() == LATEST == 6
     assert new.doc_names("rollouts") == [] and new.commands("pi-01") == []  # tables of 3, 4
-    new.write([_acc(health(seq=1), device_key)], manager="m", now=T0)  # 5: health.behaviour
+    new.write([_acc(health(seq=1), device_key)], manager="m", now=T0)  # 5, 6: behaviour, canaries
     assert new.count("health") == 1 and new.device("pi-01") is not None
     new.add_alert(Alert("pi-01", "lost", "gone", T0), manager="m")
     new.close()

@@ -142,9 +142,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             updated_at {real} NOT NULL)""",
     ),
     5: (
-        # Per health report: the device's last behavioural check and its last canary run
-        # (JSON objects, or NULL from agents without them).
+        # The device's last behavioural check (a JSON object, or NULL for older agents).
         "ALTER TABLE health ADD COLUMN behaviour TEXT",
+    ),
+    6: (
+        # The device's last safety-canary run (a JSON object, or NULL for older agents).
         "ALTER TABLE health ADD COLUMN canaries TEXT",
     ),
 }
