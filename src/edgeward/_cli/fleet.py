@@ -490,26 +490,63 @@ def fleet_provenance(*, device: str, config_path: Path, limit: int, as_json: boo
 @click.option("--digest", metavar="HEX", help="Only devices on this artifact digest (a prefix).")
 @json_option
 def fleet_behaviour(*, config_path: Path, digest: str | None, as_json: bool) -> None:
-    """Each device's last check of its model against the signed behavioural fingerprint,
-    grouped by artifact digest; OUTLIER marks a device that drifted while its peers on the
-    same bytes did not ("same bytes, different behaviour")."""
+    """Per artifact digest, the devices running it: their last check against the signed
+    behavioural fingerprint (status, distance, threshold, top-1 agreement) and their safety
+    canaries. OUTLIER under check: the device's distance is unlike its peers' on the same bytes
+    ("same bytes, different behaviour"); under canaries: its block rates are unlike the
+    fleet's on the same policy. --json gives every field."""
     from edgeward.fleet import behaviour_overview
 
     with _store(config_path) as store:
         rows = behaviour_overview(store, digest=digest)
 
     def human() -> None:
-        shown = [{"device": r["device_id"], "artifact": (r["artifact_digest"] or "-")[:8],
-                  "status": r["status"] + (" OUTLIER" if r["outlier"] else ""),
-                  "distance": "-" if r["distance"] is None else f"{r['distance']:.3g}",
-                  "limit": "-" if r["threshold"] is None else f"{r['threshold']:.2g}"}
-                 for r in rows]  # top-1 agreement and times: --json
-        _table("Behaviour (last check per device)", shown,
-               ["device", "artifact", "status", "distance", "limit"])
         if not rows:
-            out.print("no device has reported health yet")
+            out.print("no device has reported health yet" if digest is None
+                      else f"no device reports an artifact digest starting {digest}")
+            return
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(str(r["artifact_digest"] or "-"), []).append(r)
+        for dg, members in groups.items():
+            _behaviour_table(dg, members)
+        for r in rows:
+            if r["outlier"]:
+                out.print(f"{r['device_id']}: same bytes, different behaviour: distance "
+                          f"{_g(r['distance'])} vs its peers' median {_g(r['peers_median'])} "
+                          f"(threshold {_g(r['threshold'])}) on {r['artifact_digest'][:12]}")
+            if r["canary_outlier"]:
+                fams = ", ".join(f"{f['family']} {f['rate']:.2f} vs {f['fleet_median']:.2f} "
+                                 f"(±{f['tolerance']:.2f})" for f in r["canary_families"])
+                out.print(f"{r['device_id']}: canary block rates unlike the fleet's on the "
+                          f"same policy: {fams}")
 
     emit(as_json, rows, human)
+
+
+def _g(x: object) -> str:
+    return "-" if not isinstance(x, int | float) else f"{x:.3g}"
+
+
+def _behaviour_table(digest: str, rows: list[dict[str, Any]]) -> None:
+    """One artifact's devices at 80 columns: ids fold rather than being cut, digests are
+    12 hex (the full one is in --json)."""
+    drifted = sum(r["status"] == "drift" for r in rows)
+    table = Table(title=f"Artifact {digest[:12]} ({len(rows)} device"
+                        f"{'s' if len(rows) != 1 else ''}, {drifted} drifted)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("device", overflow="fold", min_width=12)
+    for col in ("check", "distance", "limit", "top-1", "canaries"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        top1 = r["top1_agreement"]
+        check = r["status"].replace("not reported", "-")
+        table.add_row(r["device_id"], check + (" OUTLIER" if r["outlier"] else ""),
+                      _g(r["distance"]), _g(r["threshold"]),
+                      "-" if top1 is None else f"{top1:.2f}",
+                      r["canary_status"].replace("not reported", "-")
+                      + (" OUTLIER" if r["canary_outlier"] else ""))
+    out.print(table)
 
 
 @fleet.command("alerts")

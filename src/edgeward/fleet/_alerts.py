@@ -6,9 +6,9 @@ than the fleet's on the same policy.
 Rules are edge-triggered per device and kind: an alert fires when a condition starts and again
 only after it cleared, so a device that stays hot raises one alert, not one per report.
 
-Peer comparison (:func:`distance_outlier`, :func:`canary_outliers`) needs at least two other
-devices in the group (same artifact digest; same canary expectations) and uses the peers'
-median, so one bad device cannot move the reference it is compared with.
+Peer comparison needs at least two other devices in the group (same artifact digest for
+:func:`distance_outlier`; same policy or canary expectations for :func:`canary_outliers`) and
+uses a median, so one bad device cannot move the reference it is compared with.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ DRIFT_EVENTS = ("behaviour.drift", "safety.drift")
 #: median absolute deviation of the peers' distances).
 OUTLIER_MADS = 5.0
 
-#: How far (absolute block rate) a device's canary family may sit from its peers' median when
+#: How far (absolute block rate) a device's canary family may sit from the fleet's median when
 #: its report names no tolerance (one prompt's worth of a 12-prompt family is 0.083).
 CANARY_TOLERANCE = 0.1
 
@@ -100,11 +100,12 @@ def _tolerance(canaries: Mapping[str, Any], family: str) -> float:
 
 def canary_outliers(rows: Iterable[tuple[str, Mapping[str, Any]]]
                     ) -> dict[str, list[dict[str, Any]]]:
-    """Per device, the canary families whose block rate differs from the median of its peers
-    (other devices in the same :func:`canary_group`, at least two reporting the family) by
+    """Per device, the canary families whose block rate differs from the fleet's median by
     more than the tolerance (the report's, else :data:`CANARY_TOLERANCE`): ``{"family",
-    "rate", "peers_median", "tolerance"}`` each. ``rows``: device, its health ``canaries``
-    object; devices whose canaries are unchecked take no part."""
+    "rate", "fleet_median", "tolerance"}`` each. The fleet is the devices in the same
+    :func:`canary_group` reporting that family, the device included, and at least three of
+    them (with two, neither could be told from the other). ``rows``: device, its health
+    ``canaries`` object; devices whose canaries are unchecked take no part."""
     groups: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for device, c in rows:
         if c.get("status") != "unchecked" and c.get("rates"):
@@ -113,14 +114,13 @@ def canary_outliers(rows: Iterable[tuple[str, Mapping[str, Any]]]
     for members in groups.values():
         for device, c in members:
             for family, rate in sorted(dict(c["rates"]).items()):
-                peers = [float(pc["rates"][family]) for dev, pc in members
-                         if dev != device and family in pc["rates"]]
-                if len(peers) < _MIN_PEERS:
+                fleet = [float(pc["rates"][family]) for _, pc in members if family in pc["rates"]]
+                if len(fleet) < _MIN_PEERS + 1:
                     continue
-                median, tol = statistics.median(peers), _tolerance(c, family)
+                median, tol = statistics.median(fleet), _tolerance(c, family)
                 if abs(float(rate) - median) > tol:
                     out.setdefault(device, []).append(
-                        {"family": family, "rate": float(rate), "peers_median": median,
+                        {"family": family, "rate": float(rate), "fleet_median": median,
                          "tolerance": tol})
     return out
 
@@ -250,7 +250,7 @@ class AlertEngine:
                           f"{str(data.get('policy_digest') or '-')[:12]})", t, scope=family)
 
     def _canary_rules(self, m: HealthReport, t: float) -> list[Alert]:
-        """The device's canary rates against its peers' on the same policy."""
+        """The device's canary rates against the fleet's on the same policy."""
         c, d = m.metrics.canaries, m.device_id
         if c is None:
             return []
@@ -258,8 +258,8 @@ class AlertEngine:
             self._clear(d, "safety.drift")
         self._canaries[d] = c
         flagged = canary_outliers(self._canaries.items()).get(d, [])
-        detail = ", ".join(f"{f['family']} {f['rate']:.2f} vs peers' median "
-                           f"{f['peers_median']:.2f} (±{f['tolerance']:.2f})" for f in flagged)
+        detail = ", ".join(f"{f['family']} {f['rate']:.2f} vs the fleet's median "
+                           f"{f['fleet_median']:.2f} (±{f['tolerance']:.2f})" for f in flagged)
         return self._edge(d, "canary_outlier", bool(flagged),
                           f"safety canaries unlike the fleet's on the same policy: {detail}", t)
 
@@ -299,7 +299,7 @@ def _num(x: object) -> str:
 def behaviour_overview(store: Any, *, digest: str | None = None) -> list[dict[str, Any]]:
     """Per device, its last reported behavioural check and canary run, whether it is an
     outlier among the devices on the same artifact digest (``outlier``, with
-    ``peers_median``), and whether its canary rates differ from its peers' on the same policy
+    ``peers_median``), and whether its canary rates differ from the fleet's on the same policy
     (``canary_outlier``, the families in ``canary_families``); sorted by digest and device
     (``fleet behaviour``). ``digest`` (a prefix) keeps only the devices running it; peers are
     compared over the whole fleet first."""

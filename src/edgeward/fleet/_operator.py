@@ -32,12 +32,14 @@ def publish_artifact(artifact: Path, artifacts_dir: Path, cfg: FleetConfig, *,
 
     Returns:
         The deploy command's parameters: ``artifact_digest``, ``statement_digest``, ``name``,
-        ``size``, ``fingerprint_digest`` when ``ARTIFACT.behaviour.json`` is beside it (the
-        device checks it against the signed statement) and, with ``delta``, ``map_digest``.
+        ``size``, ``fingerprint_digest`` when the signed statement names a behavioural
+        fingerprint (``ARTIFACT.behaviour.json`` beside it, checked against the signed digest;
+        the device checks it again) and, with ``delta``, ``map_digest``.
 
     Raises:
-        ConfigError: the artifact or its signature is missing; SignatureError: it does not
-            verify against the fleet's trust store.
+        ConfigError: the artifact or its signature is missing, or the signed fingerprint is
+            not beside it; SignatureError: it does not verify against the fleet's trust
+            store; DigestMismatchError: the fingerprint beside it is not the signed one.
     """
     from edgeward.fleet._artifacts import ArtifactServer
     from edgeward.provenance import TrustStore, verify_artifact
@@ -50,12 +52,47 @@ def publish_artifact(artifact: Path, artifacts_dir: Path, cfg: FleetConfig, *,
     digest, statement = server.add_signed(artifact)
     params: dict[str, Any] = {"artifact_digest": digest, "statement_digest": statement,
                               "name": artifact.name, "size": artifact.stat().st_size}
-    fingerprint = artifact.with_name(artifact.name + ".behaviour.json")
-    if fingerprint.is_file():  # the signed behavioural fingerprint travels with the artifact
+    fingerprint = _signed_fingerprint(artifact, signature)
+    if fingerprint is not None:  # the signed behavioural fingerprint travels with the artifact
         params["fingerprint_digest"] = server.add(fingerprint)
     if delta:  # the content-defined chunk map lets the device reuse what it already holds
         params["map_digest"] = server.add_chunk_map(artifact, digest)
     return params
+
+
+def _signed_fingerprint(artifact: Path, signature: Path) -> Path | None:
+    """``ARTIFACT.behaviour.json`` when the artifact's signed statement names it (checked
+    against the signed digest), else None (no fingerprint signed, or an OMS signature).
+
+    Raises:
+        ConfigError: the statement names a fingerprint that is not beside the artifact;
+            DigestMismatchError: the file beside it is not the signed one.
+    """
+    from edgeward.errors import EdgewardError
+    from edgeward.provenance import (
+        IN_TOTO_PAYLOAD_TYPE,
+        Envelope,
+        Statement,
+        check_fingerprint_file,
+    )
+    from edgeward.safeio import parse_json
+
+    try:
+        env = Envelope.from_json(signature.read_bytes(), source=str(signature))
+        if env.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            return None
+        statement = Statement.from_dict(parse_json(env.payload, what=str(signature)))
+    except (OSError, EdgewardError):
+        return None  # not a DSSE statement (e.g. OMS): nothing names a fingerprint
+    if statement.fingerprint_subject is None:
+        return None
+    name = statement.fingerprint_subject.name
+    if Path(name).name != name or name in {"", ".", ".."}:
+        raise ConfigError(f"{signature}: the signed fingerprint's name {name!r:.80} is not a "
+                          "file name; re-sign the artifact")
+    path = artifact.with_name(name)
+    check_fingerprint_file(statement, path)
+    return path
 
 
 class Operator:
