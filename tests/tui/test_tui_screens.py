@@ -286,9 +286,10 @@ def test_fleet_shows_devices_safety_alerts_and_device_provenance(world: World) -
         rows = {r[0]: r for r in cells(app, "#devices-table")}
         assert rows["pi-02"][1] == "offline" and rows["pi-01"][1] == "online"
         assert rows["pi-01"][2] == "abababababab" and rows["pi-01"][3] == "20s"
-        assert len(rows["pi-01"][4]) == 8  # cpu sparkline of the last 8 reports
+        assert len(rows["pi-01"][4]) == 6  # cpu sparkline of the last 6 reports
         assert rows["pi-01"][5] == "29 ▁▂▄▅▇█"  # latest tok/s, then its last 6 as a sparkline
-        assert rows["pi-02"][6] == "1"  # one alert
+        assert rows["pi-01"][6] == "-"  # no behavioural check reported
+        assert rows["pi-02"][7] == "1"  # one alert
         assert "3 devices, 2 online, 1 alerts" in text(app, "#fleet-status")
         assert text(app, "#fleet-safety") == "Safety decisions: S1 3, allow 240"
         assert cells(app, "#alerts-table")[0][1:3] == ["pi-02", "lost"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeward.errors import EdgewardError
-from edgeward.fleet import summarize
+from edgeward.fleet import behaviour_overview, summarize
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_capped
 
@@ -253,6 +253,7 @@ class DeviceRow:
     tokens_per_s: tuple[float | None, ...] = ()
     memory_used: tuple[float | None, ...] = ()
     alerts: int = 0
+    behaviour: str = "-"  # see behaviour_indicator
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,23 @@ class FleetSnapshot:
     rollouts: tuple[dict[str, Any], ...] = ()
 
 
+def behaviour_indicator(row: dict[str, Any] | None) -> str:
+    """A device's behaviour in one word for the Fleet screen, worst first: ``OUTLIER`` (its
+    distance is unlike its peers' on the same bytes), ``drift`` (its own check), ``canary``
+    (its safety canaries drifted or are unlike the fleet's), else the check's status
+    (``ok``, ``pending``, ``missing``, ``error``), ``-`` when it reports none; ``row``: one
+    row of :func:`edgeward.fleet.behaviour_overview`."""
+    if row is None:
+        return "-"
+    if row["outlier"]:
+        return "OUTLIER"
+    if row["status"] == "drift":
+        return "drift"
+    if row["canary_outlier"] or row["canary_status"] == "drift":
+        return "canary"
+    return "-" if row["status"] in ("not reported", "unchecked") else str(row["status"])
+
+
 def _safety_counts(latest: dict[str, Any] | None) -> dict[str, int]:
     if not latest or not latest.get("safety"):
         return {}
@@ -276,20 +294,22 @@ def _safety_counts(latest: dict[str, Any] | None) -> dict[str, int]:
 
 def fleet_snapshot(store: Any, *, history: int = 12,
                    clock: Callable[[], float] = time.time) -> FleetSnapshot:
-    """Read the fleet store: every device with its last ``history`` health samples, the
-    newest alerts, safety decisions summed over the devices' latest reports (they are
-    cumulative per device), and every rollout in brief."""
+    """Read the fleet store: every device with its last ``history`` health samples and its
+    behaviour indicator, the newest alerts, safety decisions summed over the devices' latest
+    reports (they are cumulative per device), and every rollout in brief."""
     alerts = [a.to_dict() for a in store.alerts(limit=50)]
     per_device: dict[str, int] = {}
     for a in alerts:
         per_device[a["device_id"]] = per_device.get(a["device_id"], 0) + 1
     rows: list[DeviceRow] = []
     safety: dict[str, int] = {}
+    checks = {r["device_id"]: r for r in behaviour_overview(store)}
     for d in store.devices():
         health = list(reversed(store.health(d.device_id, limit=history)))
         rows.append(DeviceRow(
             device_id=d.device_id, state=d.state, artifact_digest=d.artifact_digest,
             last_seen=d.last_seen, alerts=per_device.get(d.device_id, 0),
+            behaviour=behaviour_indicator(checks.get(d.device_id)),
             cpu=tuple(h.get("cpu_percent") for h in health),
             tokens_per_s=tuple(h.get("decode_tokens_per_s") for h in health),
             memory_used=tuple(h.get("memory_used_bytes") for h in health)))

@@ -1,7 +1,8 @@
-"""The Fleet screen: every device with its state, running artifact, health sparklines and
-alerts, refreshed from the fleet store (which the fleet manager fills from MQTT); safety
-decisions by category; rollouts. Enter opens a device: its provenance and whether it
-verified, health history, transitions and events."""
+"""The Fleet screen: every device with its state, running artifact, health sparklines, its
+behaviour check (``check``: OUTLIER, drift, canary, ok, ...) and alerts, refreshed from the
+fleet store (which the fleet manager fills from MQTT); safety decisions by category;
+rollouts. Enter opens a device: its provenance and whether it verified, health history, its
+behavioural check and canaries, transitions and events."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def _when(t: Any) -> str:
     return str(t or "")[5:19].replace("T", " ")
 
 
+def _behaviour_lines(h: dict[str, Any]) -> str:
+    """The latest health's behavioural check and canaries, for the device screen."""
+    text = ""
+    b, c = h.get("behaviour"), h.get("canaries")
+    if b:
+        text += (f"\nbehaviour {b.get('status')}: distance {b.get('distance', '-')} "
+                 f"(threshold {b.get('threshold', '-')}), top-1 agreement "
+                 f"{b.get('top1_agreement', '-')}, {b.get('checks', 0)} checks")
+    if c:
+        rates = ", ".join(f"{k} {v:.2f}" for k, v in dict(c.get("rates") or {}).items())
+        text += f"\ncanaries {c.get('status')}: {rates or '-'}"
+    return text
+
+
 class FleetPane(Vertical):
     """Devices, alerts and safety counts; refreshed by the app's timer (data down)."""
 
@@ -58,8 +73,8 @@ class FleetPane(Vertical):
                                           zebra_stripes=True)
         # Fixed widths (fit 80 columns): the layout must not depend on whether the first
         # read arrived before the table was first drawn.
-        for label, width in (("device", 12), ("state", 7), ("artifact", 12), ("seen", 5),
-                             ("cpu %", 8), ("tok/s", 9), ("alerts", 6)):
+        for label, width in (("device", 12), ("state", 7), ("artifact", 12), ("seen", 4),
+                             ("cpu %", 6), ("tok/s", 9), ("check", 7), ("alerts", 6)):
             table.add_column(label, width=width)
         yield table
         yield Static("", id="fleet-safety")
@@ -105,16 +120,18 @@ class FleetPane(Vertical):
         for d in snap.devices:
             tps = [v for v in d.tokens_per_s if v is not None]
             table.add_row(d.device_id, d.state, _short(d.artifact_digest),
-                          age(d.last_seen, now), sparkline(d.cpu, 8),
+                          age(d.last_seen, now), sparkline(d.cpu, 6),
                           (f"{tps[-1]:.0f} " if tps else "") + sparkline(d.tokens_per_s, 6),
-                          str(d.alerts) if d.alerts else "", key=d.device_id)
+                          d.behaviour, str(d.alerts) if d.alerts else "", key=d.device_id)
         if snap.devices:
             table.move_cursor(row=min(cursor, len(snap.devices) - 1))
         online = sum(1 for d in snap.devices if d.state == "online")
+        unlike = sum(1 for d in snap.devices if d.behaviour in ("OUTLIER", "drift", "canary"))
         rolling = [r for r in snap.rollouts if r["state"] not in ("done", "halted")]
         status.update(f"{len(snap.devices)} devices, {online} online, {len(snap.alerts)} "
-                      f"alerts" + (f", rollout {rolling[0]['name']} wave {rolling[0]['wave']}"
-                                   if rolling else ""))
+                      f"alerts" + (f", {unlike} not behaving as signed" if unlike else "")
+                      + (f", rollout {rolling[0]['name']} wave {rolling[0]['wave']}"
+                         if rolling else ""))
         safety = ", ".join(f"{k} {v}" for k, v in snap.safety.items()) or "none"
         self.query_one("#fleet-safety", Static).update(f"Safety decisions: {safety}")
         alerts = self.query_one("#alerts-table", DataTable)
@@ -182,7 +199,8 @@ class DeviceScreen(Screen[None]):
             f"{d.get('slot') or '-'}\nartifact {d['artifact_digest'] or '-'}\n"
             f"latest health: cpu {latest.get('cpu_percent', '-')}%, "
             f"{latest.get('decode_tokens_per_s') or '-'} tok/s, queue "
-            f"{latest.get('queue_depth', '-')}, safety {latest.get('safety') or '-'}")
+            f"{latest.get('queue_depth', '-')}, safety {latest.get('safety') or '-'}"
+            + _behaviour_lines(latest))
         self.query_one("#spark-cpu", Sparkline).data = [
             float(h["cpu_percent"] or 0) for h in d["health"]]
         self.query_one("#spark-tps", Sparkline).data = [
