@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -123,3 +124,125 @@ def check(*, artifact: Path, fingerprint_path: Path | None, signature: Path | No
         raise BehaviourDrift(f"{artifact}: behaviour drifted from its fingerprint: "
                              + "; ".join(result.reasons), distance=result.distance,
                              threshold=result.threshold, reasons=result.reasons)
+
+
+@behaviour.command("canaries")
+@click.option("--policy", "policy_path", metavar="PRESET|FILE",
+              help="The safety policy the filter runs with: a preset (default, phi) or a "
+                   "policy TOML (default: the shipped default policy).")
+@click.option("--canaries", "canaries_path", type=click.Path(dir_okay=False, exists=True,
+                                                             path_type=Path),
+              help="A signed canary set (default: the packaged edgeward-canaries/1); needs "
+                   "--trust.")
+@click.option("--trust", "trust_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The trust store that holds the --canaries signer (publisher or operator).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Record the rates as expected for this policy and sign the set with this "
+                   "private key (with --out).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the signed canary set (with --key; never overwritten).")
+@click.option("--passphrase-env", metavar="VAR",
+              help="Name of an environment variable holding the private key's passphrase.")
+@json_option
+def canaries(*, policy_path: str | None, canaries_path: Path | None, trust_dir: Path | None,
+             key_path: Path | None, out_path: Path | None, passphrase_env: str | None,
+             as_json: bool) -> None:
+    """Run the safety canaries through the bundled filter and compare each family's block
+    rate with the set's expected one (exit 10 on drift). With --key and --out: record the
+    rates as the expected ones for this policy and write a signed set for the agents
+    ([behaviour] canaries = PATH).
+
+    JSON: status, rates, expected, tolerance, drifts, policy, policy_digest; with --out also
+    out, signed_by.
+    """
+    import os
+
+    from edgeward._cli._output import write_new
+    from edgeward.behaviour import (
+        CANARY_FAMILIES,
+        load_canary_set,
+        record_expected,
+        run_canaries,
+        sign_canary_set,
+    )
+    from edgeward.errors import ConfigError
+    from edgeward.provenance import load_private_key
+    from edgeward.safety import load_filter
+
+    if (key_path is None) != (out_path is None):
+        raise ConfigError("--key and --out go together: the set is recorded and signed into "
+                          "--out with --key")
+    if canaries_path is not None and trust_dir is None:
+        raise ConfigError("--canaries needs --trust: a canary set file is verified first")
+    flt = load_filter(policy_path or "default")
+    cs = load_canary_set(canaries_path, trust_store=trust_dir)
+
+    def decide(text: str) -> bool:
+        return flt.check(text).action == "block"
+
+    policy = {"policy": flt.policy.source, "policy_digest": flt.policy.digest}
+    if key_path is not None and out_path is not None:
+        passphrase = None
+        if passphrase_env is not None:
+            value = os.environ.get(passphrase_env)
+            if value is None:
+                raise ConfigError(f"--passphrase-env {passphrase_env}: that environment "
+                                  "variable is not set")
+            passphrase = value.encode()
+        key = load_private_key(key_path, passphrase=passphrase)
+        recorded = record_expected(cs, decide, policy_digest=flt.policy.digest)
+        write_new(out_path, sign_canary_set(recorded, key).decode("utf-8"))
+        made = {"canary_set": recorded.id, "sha256": recorded.sha256, **policy,
+                "counts": recorded.counts, "expected": recorded.expected,
+                "tolerance": recorded.tolerance, "out": str(out_path),
+                "signed_by": key.key_id}
+
+        def human_made() -> None:
+            out.print(f"recorded {recorded.id} for policy {flt.policy.source}")
+            for fam in CANARY_FAMILIES:
+                out.print(f"  {fam:<10} {recorded.counts[fam]:>3} canaries  blocked "
+                          f"{recorded.expected[fam]:6.1%}  tolerance "
+                          f"{recorded.tolerance[fam]:.3f}")
+            out.print(f"signed set: {out_path} (key {key.key_id[:16]}…)")
+            out.print("  on a device: [behaviour] canaries = PATH in agent.toml")
+
+        emit(as_json, made, human_made)
+        return
+    result = run_canaries(cs, decide)
+    mismatch = cs.policy_digest is not None and cs.policy_digest != flt.policy.digest
+    d = {**result.to_dict(), **policy, "policy_digest_expected": cs.policy_digest,
+         "recorded_for_this_policy": not mismatch}
+    _print_canaries(as_json, d, result.reasons, counts=cs.counts, mismatch=mismatch)
+    if result.status != "ok":
+        state.result_printed = True
+        raise BehaviourDrift(f"safety canaries drifted ({cs.id}): " + ", ".join(
+            f"{x.family} {x.direction}" for x in result.drifts), reasons=result.reasons)
+
+
+def _print_canaries(as_json: bool, d: dict[str, Any], reasons: tuple[str, ...], *,
+                    counts: dict[str, int], mismatch: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def human() -> None:
+        drifted = {x["family"]: x["direction"] for x in d["drifts"]}
+        out.print(f"canaries {d['canary_set']}, policy {d['policy']}")
+        table = Table(box=box.SIMPLE_HEAD)
+        for col in ("family", "canaries", "blocked", "expected", "tolerance", "verdict"):
+            table.add_column(col, justify="left" if col in ("family", "verdict") else "right")
+        for fam, rate in d["rates"].items():
+            verdict = drifted.get(fam, "ok")
+            style = "green" if verdict == "ok" else "red"
+            table.add_row(fam, str(counts[fam]), f"{rate:.1%}", f"{d['expected'][fam]:.1%}",
+                          f"±{d['tolerance'][fam]:.1%}", f"[{style}]{verdict}[/{style}]")
+        out.print(table)
+        verdict = "ok: every family within tolerance" if d["status"] == "ok" else "DRIFT"
+        out.print(verdict)
+        for reason in reasons:
+            out.print(f"  - {reason}")
+        if mismatch:
+            out.print("  note: expected rates were recorded with another policy "
+                      f"({d['policy_digest_expected'][:15]}…);")
+            out.print("  record them for this one with --key KEY --out FILE")
+
+    emit(as_json, d, human)

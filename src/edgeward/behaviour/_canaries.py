@@ -243,9 +243,8 @@ class CanaryResult:
     def reasons(self) -> tuple[str, ...]:
         """One line per drift, for people."""
         return tuple(
-            f"{d.family} block rate {d.rate:.2f} "
-            f"{'below' if d.direction == 'drop' else 'above'} the expected {d.expected:.2f} "
-            f"(tolerance {self.tolerance.get(d.family, 0):.2f}): "
+            f"{d.family} blocked {d.rate:.1%}, expected {d.expected:.1%} "
+            f"±{self.tolerance.get(d.family, 0):.1%}: "
             + ("the filter stopped firing" if d.direction == "drop" else "over-blocking")
             for d in self.drifts)
 
