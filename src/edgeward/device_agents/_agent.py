@@ -31,6 +31,7 @@ from typing import Any
 from edgeward.behaviour import CheckResult
 from edgeward.device_agents._app import build_app
 from edgeward.device_agents._behaviour import BehaviourWatch
+from edgeward.device_agents._canary_watch import CanaryWatch
 from edgeward.device_agents._commands import CommandGate
 from edgeward.device_agents._config import SLOTS_ARTIFACT, AgentConfig, load_agent_config
 from edgeward.device_agents._device import HealthSampler, LogAuditSink, audit_hmac_key
@@ -117,6 +118,7 @@ class Agent:
         # The served model is replayed against its signed behavioural fingerprint; with
         # [behaviour] on_drift = "stop", model requests get 503 behaviour_drift until a reload.
         self.behaviour: BehaviourWatch | None = None
+        self.canaries: CanaryWatch | None = None
         self.behaviour_stopped = False
         self._drift_rollbacks = 0
         self._loaded_from: Path | None = None
@@ -175,11 +177,27 @@ class Agent:
                                         on_action=self._on_drift, metrics=self.metrics,
                                         audit=self._audit_behaviour)
         self.behaviour.attach(model, self._loaded_from or model.info.path)
+        self.canaries = self._canary_watch(self._engine)
         self._engine.start()
         self.behaviour.start()
+        if self.canaries is not None:
+            self.canaries.start()
         self.started_at = time.monotonic()
         self._start_telemetry(model)
         return model.info
+
+    def _canary_watch(self, engine: Engine) -> CanaryWatch | None:
+        """The safety canaries, when a safety policy is in force and they are not off."""
+        cfg = self._config
+        if cfg.safety_policy is None or cfg.behaviour.canary_interval_s == 0:
+            return None
+        path = Path(cfg.behaviour.canaries) if cfg.behaviour.canaries else None
+        if path is not None and not path.is_absolute() and cfg.source:
+            path = Path(cfg.source).parent / path
+        return CanaryWatch(cfg.behaviour.canary_interval_s, path, cfg.trust_store,
+                           run_idle=engine.run_idle, safety_filter=lambda: self._filter,
+                           report_event=self._report_event,
+                           artifact_digest=lambda: engine.model.info.sha256)
 
     def _audit_behaviour(self, record: dict[str, Any]) -> None:
         if self._audit is not None:
@@ -307,7 +325,8 @@ class Agent:
                 "safety_decisions": decisions,
                 "artifact_digest": engine.model.info.sha256 if engine is not None else None,
                 "slot": self.serving_slot(engine.model.info.sha256) if engine else None,
-                "behaviour": self.behaviour.health() if self.behaviour is not None else None}
+                "behaviour": self.behaviour.health() if self.behaviour is not None else None,
+                "canaries": self.canaries.health() if self.canaries is not None else None}
 
     def serving_slot(self, sha256: str) -> str | None:
         """The A/B slot (``a``/``b``) the served artifact ``sha256`` came from: the active
@@ -576,6 +595,8 @@ class Agent:
         self.updater.stop()  # an update may still reload: the engine must be there
         if self.behaviour is not None:
             self.behaviour.stop()
+        if self.canaries is not None:
+            self.canaries.stop()
         if self.telemetry is not None:  # while the model is loaded, so the last health
             self.telemetry.stop()  # report still names it; what is undelivered stays spooled
         if self._engine is not None:
