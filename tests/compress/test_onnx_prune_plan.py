@@ -162,8 +162,10 @@ def test_the_cli_plans_and_auto_compresses_onnx(minilm_onnx: Path, tmp_path: Pat
     report = json.loads(capsys.readouterr().out)
     assert report["type"] == plan["choice"] and report["plan"]["choice"] == plan["choice"]
     assert (tmp_path / "auto" / "model.onnx").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto", "tight.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto", "auto.behaviour.json",
+                                                          "tight.toml"]
     shutil.rmtree(tmp_path / "auto")
+    (tmp_path / "auto.behaviour.json").unlink()
     # nothing fits: a clear error, nothing written
     profile.write_text(profile.read_text().replace(str(160 * 2**20), str(50 * 2**20)))
     assert main(["compress", str(minilm_onnx), "--format", "onnx", "--profile", str(profile),

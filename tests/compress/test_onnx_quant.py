@@ -79,6 +79,9 @@ def test_the_cli_compresses_onnx_and_hugging_face_directories(
                  "--out", str(tmp_path / "q8"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["size_ratio"] < 0.4 and report["quality"]["cosine_mean"] >= 0.98
+    # the encoder's embeddings fingerprint is written beside the artifact, for `edgeward sign`
+    assert report.pop("fingerprint") == str(tmp_path / "q8.behaviour.json")
+    assert (tmp_path / "q8.behaviour.json").is_file() and report.pop("fingerprint_note")
     assert json.loads((tmp_path / "q8" / "compression-report.json").read_text()) == report
     # a Hugging Face directory is exported first; the fp32 export is kept as the reference
     assert main(["compress", str(minilm_dir), "--format", "onnx", "--type", "fp16", "--out",

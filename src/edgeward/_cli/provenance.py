@@ -287,12 +287,19 @@ def _fingerprint_to_sign(artifact: Path, given: Path | None, as_json: bool
                          ) -> tuple[Path | None, dict[str, Any] | None, str]:
     """The fingerprint file, its statement record and a note for the user. An artifact that
     cannot be fingerprinted is signed without one (a warning, not an error)."""
-    from edgeward.errors import RuntimeBackendError
+    from edgeward.errors import ArtifactError, RuntimeBackendError
 
     try:
         from edgeward.behaviour import fingerprint_for_signing, statement_record
+        from edgeward.runtimes import artifact_format
     except ImportError as e:  # a runtime this install lacks
         return None, None, f"none (cannot fingerprint here: {e})"
+    try:
+        artifact_format(artifact)
+    except EdgewardError:
+        if given is not None:
+            raise
+        return None, None, "none (not a model: a policy or another file)"
 
     def progress(done: int, total: int) -> None:
         if not as_json:
@@ -300,7 +307,7 @@ def _fingerprint_to_sign(artifact: Path, given: Path | None, as_json: bool
 
     try:
         made, fresh = fingerprint_for_signing(artifact, given=given, progress=progress)
-    except RuntimeBackendError as e:
+    except (RuntimeBackendError, ArtifactError) as e:
         if given is not None:
             raise
         err.print(f"warning: signing without a behavioural fingerprint: {e}")
