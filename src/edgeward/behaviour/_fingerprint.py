@@ -26,7 +26,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -642,7 +642,3 @@ def _cores() -> int:
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-
-def iter_texts(fingerprint: Fingerprint) -> Iterator[TextRecord]:
-    """The fingerprint's probe-text records (for reports)."""
-    return iter(fingerprint.texts)
