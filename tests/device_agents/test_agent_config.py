@@ -178,3 +178,12 @@ def test_a_stored_out_of_range_setting_is_refused_at_start(tmp_path: Path) -> No
     with pytest.raises(ConfigError,
                        match=rf"remote.json: key 'max_tokens_cap' .*1\.\.{MAX_TOKENS_CAP}"):
         apply_remote(cfg)
+
+
+def test_cpu_fallback_is_off_unless_asked(tmp_path: Path) -> None:
+    base = 'artifact = "m.gguf"\ntrust_store = "trust"\nprofile = "rtx-4090-24gb"\n'
+    assert load_agent_config(_write(tmp_path, base)).allow_cpu_fallback is False
+    cfg = load_agent_config(_write(tmp_path, base + "allow_cpu_fallback = true\n"))
+    assert cfg.allow_cpu_fallback is True
+    with pytest.raises(ConfigError, match="allow_cpu_fallback"):
+        load_agent_config(_write(tmp_path, base + 'allow_cpu_fallback = "yes"\n'))

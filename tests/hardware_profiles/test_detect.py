@@ -83,3 +83,21 @@ def test_detect_with_a_fake_gpu_takes_bandwidth_from_the_catalog(
     assert p.bandwidth_gbps == 360.0
     assert detected.from_spec == ("bandwidth_gbps",)
     assert p.gpu_compute_capability == "8.6"
+
+
+def test_peak_flops_per_cycle_follows_the_widest_vector() -> None:
+    from edgeward.hardware_profiles import cpu_flops_per_cycle
+
+    assert cpu_flops_per_cycle({"avx512f", "avx2", "fma"}) == 64
+    assert cpu_flops_per_cycle({"avx2", "fma"}) == 32
+    assert cpu_flops_per_cycle({"avx2"}) == 8  # no FMA: no fused multiply-add pipes
+    assert cpu_flops_per_cycle(("neon", "dotprod")) == 16
+
+
+def test_the_detected_cpu_has_a_compute_figure() -> None:
+    from edgeward.hardware_profiles import detect_profile
+
+    d = detect_profile(measure_bandwidth=False)
+    if d.profile.backend == "cpu":
+        assert d.profile.compute_tflops is not None and d.profile.compute_tflops > 0
+        assert "compute_method" in d.details

@@ -9,7 +9,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from edgeward._cli._output import emit, out
+from edgeward._cli._output import emit, out, state
 from edgeward.errors import ConfigError
 
 __all__ = ["run_onnx"]
@@ -88,7 +88,9 @@ def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path |
         raise ConfigError(f"{src}: no such model directory or file")
     texts, evaluation = _onnx_texts(extra.pop("calibration_text"), extra.pop("eval_text"),
                                     qtype, extra.get("prune_ffn"))
-    options = OnnxOptions(calibration_texts=texts, eval_text=evaluation, **extra)
+    # third-party warnings and logs (torch, transformers, ONNX Runtime) only with --debug
+    options = OnnxOptions(calibration_texts=texts, eval_text=evaluation,
+                          third_party_output=state.debug, **extra)
     prof = resolve_profile(profile) if profile else None
     if plan:
         assert prof is not None
@@ -112,7 +114,12 @@ def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path |
     def human() -> None:
         if report.get("plan"):
             out.print(_onnx_plan_table(report["plan"]))
-        out.print(f"wrote {report['out']} ({report['type']}, {report['size_ratio']:.2f} of "
-                  f"fp32); {_onnx_quality(report['quality'])}")
+        out.print(f"wrote {report['out']} ({report['type']}, "
+                  f"{report['size_bytes'] / 2**20:.1f} MiB, {report['size_ratio']:.2f} of "
+                  f"fp32); {_onnx_quality(report['quality'])}", markup=False)
+        floats = (report.get("float_tensors") or {}).get("note")
+        if floats:
+            out.print(floats, markup=False)
+        out.print(report["reference_note"], markup=False)
 
     emit(as_json, report, human)

@@ -67,14 +67,17 @@ def agent_run(*, config_path: Path, as_json: bool) -> None:
               help="0 is greedy (deterministic).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Fix the sampler's seed.")
 @click.option("--profile", "profile_name", help="Hardware profile (name or .toml).")
+@click.option("--allow-cpu-fallback", is_flag=True,
+              help="On a GPU profile whose backend this llama.cpp lacks, run on the CPU "
+                   "(loud) instead of refusing.")
 @click.option("--context-length", type=click.IntRange(16), help="Tokens of context.")
 @click.option("--safety-policy", help="A policy preset ('default', 'phi'), or a signed policy "
                                       "TOML (verified with --trust); default: no filter.")
 @json_option
 def run(*, artifact: Path, prompt: str, trust_dir: Path | None, signature: Path | None,
         allow_unsigned: bool, raw: bool, max_tokens: int, temperature: float,
-        seed: int | None, profile_name: str | None, context_length: int | None,
-        safety_policy: str | None, as_json: bool) -> None:
+        seed: int | None, profile_name: str | None, allow_cpu_fallback: bool,
+        context_length: int | None, safety_policy: str | None, as_json: bool) -> None:
     """Verify ARTIFACT, load it from a private copy and answer PROMPT once (streamed)."""
     from edgeward.device_agents import run_once, safety_filter_for
     from edgeward.runtimes import SamplingParams
@@ -102,7 +105,10 @@ def run(*, artifact: Path, prompt: str, trust_dir: Path | None, signature: Path 
                       params=SamplingParams(max_tokens=max_tokens, temperature=temperature,
                                             seed=seed),
                       profile=profile, context_length=context_length,
-                      safety_filter=safety_filter, on_text=None if as_json else on_text)
+                      safety_filter=safety_filter, on_text=None if as_json else on_text,
+                      allow_cpu_fallback=allow_cpu_fallback,
+                      on_warning=lambda w: err.print(f"[bold red]WARNING:[/bold red] {w}",
+                                                     soft_wrap=True))
     if not result.model.verified:
         err.print(f"[bold red]WARNING: ran an UNVERIFIED artifact[/bold red] "
                   f"({result.model.unverified_reason or 'unsigned'})", soft_wrap=True)

@@ -157,6 +157,9 @@ def parse_size(text: str) -> int:
               "important on the calibration text) before export, e.g. 0.25.")
 @click.option("--min-cosine", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="onnx --profile: quality floor for encoders (mean cosine to fp32).")
+@click.option("--no-keep-reference", is_flag=True,
+              help="onnx: delete the fp32 export (OUT.fp32, the quality reference) after "
+                   "measurement [default: keep it beside OUT].")
 @click.option("--no-fingerprint", is_flag=True,
               help="Do not write the artifact's behavioural fingerprint "
                    "(ARTIFACT.behaviour.json, which `edgeward sign` signs with it).")
@@ -168,8 +171,8 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
         eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
         fmt: str, block_size: int, lm_head: bool, optimize: str | None,
-        prune_ffn: float | None, min_cosine: float, no_fingerprint: bool,
-        as_json: bool) -> None:
+        prune_ffn: float | None, min_cosine: float, no_keep_reference: bool,
+        no_fingerprint: bool, as_json: bool) -> None:
     """Quantize SRC (a GGUF model) with llama.cpp and measure the result; with
     `--format onnx`, export SRC to ONNX and quantize it with ONNX Runtime.
 
@@ -200,7 +203,8 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
             "evaluate": not no_eval, "block_size": block_size, "lm_head": lm_head,
             "optimize": optimize, "prune_ffn": prune_ffn, "headroom": headroom,
             "context": context, "max_kld": max_kld, "min_cosine": min_cosine,
-            "force": force}, as_json, fingerprint=not no_fingerprint)
+            "force": force, "keep_reference": not no_keep_reference}, as_json,
+            fingerprint=not no_fingerprint)
         return
     _check_gguf_args(src, qtype, profile, out_path, plan=plan)
     options = CompressOptions(
@@ -217,29 +221,28 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
             prune_info = prune_plan(src, prune_layers, calibration=calibration_text,
                                     reporter=reporter)
             pruned = tuple(prune_info["prune_layers"])
+        # What refines the recipe applies to a fixed type and to every planned candidate.
+        recipe = QuantRecipe(type=qtype or "Q8_0", output_type=output_type,
+                             embedding_type=embedding_type, overrides=parsed,
+                             imatrix=str(imatrix_path) if imatrix_path else None,
+                             prune_layers=pruned, pure=pure)
         if plan or (profile and not qtype):
             assert prof is not None
             types = _candidate_types(candidates, QUANT_TYPES)
+            limits: dict[str, Any] = {
+                "types": types, "options": options, "context": context, "headroom": headroom,
+                "max_kld": max_kld, "imatrix_path": imatrix_path, "base": recipe,
+                "target_size": parse_size(target_size) if target_size else None,
+                "reporter": reporter}
             if plan:
-                result = plan_gguf(src, prof, types=types, options=options, context=context,
-                                   headroom=headroom, max_kld=max_kld,
-                                   target_size=parse_size(target_size) if target_size else None,
-                                   imatrix_path=imatrix_path, reporter=reporter)
+                result = plan_gguf(src, prof, **limits)
                 payload = result.to_dict()
             else:
                 assert out_path is not None
-                report = compress_auto(src, out_path, prof, types=types, options=options,
-                                       context=context, headroom=headroom, max_kld=max_kld,
-                                       target_size=(parse_size(target_size) if target_size
-                                                    else None),
-                                       imatrix_path=imatrix_path, reporter=reporter)
+                report = compress_auto(src, out_path, prof, **limits)
                 payload = report.to_dict()
         else:
             assert qtype is not None and out_path is not None
-            recipe = QuantRecipe(type=qtype, output_type=output_type,
-                                 embedding_type=embedding_type, overrides=parsed,
-                                 imatrix=str(imatrix_path) if imatrix_path else None,
-                                 prune_layers=pruned, pure=pure)
             report = compress_gguf(src, out_path, recipe, options=options, profile=prof,
                                    context=context, imatrix_path=imatrix_path,
                                    reporter=reporter)
@@ -317,11 +320,10 @@ def _parse_override(text: str) -> tuple[str, str]:
     return pattern, ggml_type
 
 
-def _candidate_types(text: str | None, known: dict[str, Any]) -> tuple[str, ...]:
-    from edgeward.compress import DEFAULT_CANDIDATES
-
+def _candidate_types(text: str | None, known: dict[str, Any]) -> tuple[str, ...] | None:
+    """The ``--candidates`` list (None: the profile's defaults)."""
     if not text:
-        return DEFAULT_CANDIDATES
+        return None
     if text.strip().lower() == "all":
         return tuple(k for k in known if k not in ("F32", "BF16"))
     return tuple(t.strip().upper() for t in text.split(",") if t.strip())
@@ -330,21 +332,46 @@ def _candidate_types(text: str | None, known: dict[str, Any]) -> tuple[str, ...]
 def _print_plan(plan: Any) -> None:
     from edgeward.compress import ChartPoint, render_text
 
+    gpu = plan.backend != "cpu"
+    budget = f"budget {plan.budget_bytes / 2**20:,.0f} MiB"
+    if gpu:
+        budget = (f"{plan.backend}, GPU {budget}" + (
+            f", host {plan.host_budget_bytes / 2**20:,.0f} MiB"
+            if plan.host_budget_bytes is not None else ""))
     table = Table(title=f"Candidates for {plan.profile.name} at {plan.context} tokens "
-                        f"(budget {plan.budget_bytes / 2**20:.0f} MiB)",
+                        f"({budget})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("type", "MiB", "bpw", "memory MiB", "fits", "tok/s", "mean KLD", "top-1"):
+    columns = ["type", "MiB", "bpw", "memory MiB", "fits"]
+    if gpu:
+        columns.append("GPU layers")
+    columns += ["tok/s*", "mean KLD", "top-1"]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("type", "fits") else "right",
                          no_wrap=True)
     for c in plan.candidates:
         q = c.quality
         mark = " ◀" if c is plan.choice else ""
-        table.add_row(c.recipe.label + mark, f"{c.result.size_bytes / 2**20:.1f}",
-                      f"{c.result.bpw:.2f}", f"{c.memory.total / 2**20:.0f}",
-                      "yes" if c.fits else "NO", f"{c.predicted_tokens_per_s or 0:.0f}",
-                      f"{q.kld_mean:.4f}" if q else "-", f"{q.top1_agreement:.1%}" if q else "-")
+        row = [c.recipe.label + mark, f"{c.result.size_bytes / 2**20:.1f}",
+               f"{c.result.bpw:.2f}", f"{c.memory.total / 2**20:,.0f}",
+               "yes" if c.fits else "NO"]
+        if gpu:
+            pl = c.placement
+            row.append(f"{pl.gpu_layers}/{pl.n_layer}" if pl else "-")
+        row += [f"{c.predicted_tokens_per_s or 0:,.0f}",
+                (f"{q.kld_mean:.4f}" if q else "-") + ("ᶜ" if c.cached else ""),
+                f"{q.top1_agreement:.1%}" if q else "-"]
+        table.add_row(*row)
     out.print(table)
+    notes = "* tok/s: an estimate (memory and compute roofline, docs/compression.md)"
+    if any(c.cached for c in plan.candidates):
+        notes += "; ᶜ measured before (cache)"
+    out.print(notes, style="dim")
+    if gpu:
+        out.print(f"needs llama.cpp with the {plan.backend} backend "
+                  f"(see `edgeward profile show {plan.profile.name}`)", style="dim")
     out.print(f"choice: {plan.choice.recipe.label if plan.choice else 'none'} — {plan.reason}")
+    for w in plan.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}")
     points = [ChartPoint(c.recipe.label, c.result.size_bytes, c.kld_mean, c.fits,
                          c is plan.choice) for c in plan.candidates if c.kld_mean is not None]
     if points:

@@ -25,9 +25,20 @@ from edgeward.compress._chart import ChartPoint, render_text
 from edgeward.compress._compress import (
     compress_auto,
     compress_gguf,
+    default_candidates,
     make_imatrix,
     plan_gguf,
     prune_plan,
+)
+from edgeward.compress._convert import (
+    ConversionInfo,
+    check_hf_checkpoint,
+    convert_checkpoint,
+    converted_gguf,
+    default_converter_dir,
+    find_converter,
+    install_converter,
+    is_hf_checkpoint,
 )
 from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
 from edgeward.compress._memory import MemoryPrediction, measure_allocation, predict_memory
@@ -52,6 +63,7 @@ from edgeward.compress._pipeline import (
 )
 from edgeward.compress._quantize import FallbackTensor, QuantizeResult, QuantRecipe, quantize
 from edgeward.compress._report import CompressionReport, output_paths
+from edgeward.compress._target import Placement, SpeedEstimate, estimate_decode, place
 from edgeward.compress._text import Text, calibration_text, evaluation_text
 from edgeward.compress._types import QUANT_TYPES, QuantType, quant_type
 
@@ -63,31 +75,44 @@ __all__ = [
     "ChartPoint",
     "CompressOptions",
     "CompressionReport",
+    "ConversionInfo",
     "EvalConfig",
     "FallbackTensor",
     "MemoryPrediction",
     "OnnxOptions",
+    "Placement",
     "Plan",
     "QualityReport",
     "QuantRecipe",
     "QuantType",
     "QuantizeResult",
     "Reporter",
+    "SpeedEstimate",
     "Text",
     "calibration_text",
+    "check_hf_checkpoint",
     "choose",
     "compress_auto",
     "compress_gguf",
     "compress_onnx",
     "compute_reference",
+    "convert_checkpoint",
+    "converted_gguf",
     "default_cache_dir",
     "default_calibration_texts",
+    "default_candidates",
+    "default_converter_dir",
+    "estimate_decode",
     "evaluate",
     "evaluation_text",
     "export_onnx",
+    "find_converter",
+    "install_converter",
+    "is_hf_checkpoint",
     "make_imatrix",
     "measure_allocation",
     "output_paths",
+    "place",
     "plan_gguf",
     "plan_onnx",
     "predict_memory",

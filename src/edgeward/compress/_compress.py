@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,34 @@ from edgeward.compress._pipeline import (
     Reporter,
     choose,
     evaluate_candidates,
+    materialize,
     recipes_for,
     sha256_file,
     work_directory,
 )
-from edgeward.compress._quantize import QuantRecipe, fsync_dir, fsync_file
+from edgeward.compress._quantize import (
+    QuantRecipe,
+    file_type_name,
+    fsync_dir,
+    fsync_file,
+    is_quantized,
+)
 from edgeward.compress._report import CompressionReport
 from edgeward.compress._text import calibration_text, evaluation_text
 from edgeward.errors import ConfigError, ResourceError
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes import read_gguf_header
 
-__all__ = ["compress_auto", "compress_gguf", "make_imatrix", "plan_gguf", "prune_plan"]
+__all__ = [
+    "compress_auto",
+    "compress_gguf",
+    "default_candidates",
+    "make_imatrix",
+    "plan_gguf",
+    "prune_plan",
+]
 
 _DEFAULT_CONTEXT = 4096  # tokens, for memory figures when no profile says
-_UNLIMITED = 1 << 62
 
 
 def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
@@ -60,23 +74,40 @@ def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
     imatrix_data, imatrix_info = _load_imatrix(imatrix_path, recipe)
     with work_directory(out.parent) as work:
         (cand,) = evaluate_candidates(
-            src, [recipe], work_dir=work, profile=profile or _nominal_profile(), context=ctx,
-            budget_bytes=_budget(profile, 0.0), options=options, reporter=reporter,
-            imatrix_data=imatrix_data)
+            src, [recipe], work_dir=work, profile=profile, context=ctx, headroom=0.0,
+            options=options, reporter=reporter, imatrix_data=imatrix_data,
+            imatrix_sha256=imatrix_info["sha256"] if imatrix_info else None)
+        materialize(src, cand, options=options, reporter=reporter, imatrix_data=imatrix_data)
         return _install(src, out, cand, plan=None, profile=profile, ctx=ctx, options=options,
                         t0=t0, imatrix_info=imatrix_info, reporter=reporter)
 
 
-def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] = DEFAULT_CANDIDATES,
+def default_candidates(profile: HardwareProfile) -> tuple[str, ...]:
+    """The types a plan tries for ``profile``: :data:`DEFAULT_CANDIDATES`, and on a GPU also
+    F16 and BF16 (a GPU has the bandwidth for them where they fit)."""
+    if profile.backend == "cpu":
+        return DEFAULT_CANDIDATES
+    return ("F16", "BF16", *DEFAULT_CANDIDATES)
+
+
+def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | None = None,
               options: CompressOptions | None = None, context: int | None = None,
               headroom: float = 0.2, max_kld: float | None = None,
               target_size: int | None = None, imatrix_path: Path | None = None,
-              reporter: Reporter | None = None, work_dir: Path | None = None) -> Plan:
+              base: QuantRecipe | None = None, reporter: Reporter | None = None,
+              work_dir: Path | None = None) -> Plan:
     """Try every candidate type for ``profile`` and choose one (nothing is written).
 
-    The choice is the candidate with the least measured mean KLD among those whose predicted
-    memory fits ``profile.memory_bytes * (1 - headroom)`` (and meet ``max_kld`` and
-    ``target_size``); see :func:`choose`.
+    Each candidate is placed on the profile the way llama.cpp would load it (all layers on
+    the GPU where they fit, the rest in host memory) and fits when both parts are within
+    their budgets (``1 - headroom`` of each memory); the choice is the candidate with the
+    least measured mean KLD among those that fit (and meet ``max_kld`` and ``target_size``);
+    see :func:`choose`. Measurements are cached (``options.cache_dir``).
+
+    Args:
+        types: candidate types (None: :func:`default_candidates` for the profile).
+        base: refinements every candidate gets (pruned blocks, overrides, output and
+            embedding types, pure); its ``type`` is ignored.
 
     Raises:
         ConfigError: bad headroom, or no usable candidate type.
@@ -85,18 +116,27 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] = DEF
     reporter = reporter or Reporter()
     if not 0.0 <= headroom < 1.0:
         raise ConfigError(f"headroom {headroom} must be in [0, 1)")
+    types = tuple(types) if types else default_candidates(profile)
     ctx = context or profile.default_context
-    base = QuantRecipe(type=types[0], imatrix=str(imatrix_path) if imatrix_path else None)
-    imatrix_data, _ = _load_imatrix(imatrix_path, base)
+    base = replace(base or QuantRecipe(type=types[0]), type=types[0],
+                   imatrix=str(imatrix_path) if imatrix_path else None)
+    imatrix_data, imatrix_info = _load_imatrix(imatrix_path, base)
     recipes = recipes_for(types, base=base, has_imatrix=imatrix_data is not None)
-    budget = _budget(profile, headroom)
 
     def run(work: Path) -> Plan:
         cands = evaluate_candidates(src, recipes, work_dir=work, profile=profile, context=ctx,
-                                    budget_bytes=budget, options=options, reporter=reporter,
-                                    imatrix_data=imatrix_data)
+                                    headroom=headroom, options=options, reporter=reporter,
+                                    imatrix_data=imatrix_data,
+                                    imatrix_sha256=imatrix_info["sha256"] if imatrix_info
+                                    else None)
         choice, reason = choose(cands, max_kld=max_kld, target_size=target_size)
-        return Plan(profile, ctx, budget, headroom, cands, choice, reason)
+        first = cands[0].placement if cands else None
+        gpu = profile.backend != "cpu"
+        budget = (first.gpu_budget_bytes if gpu else first.host_budget_bytes) if first else \
+            int(profile.memory_bytes * (1.0 - headroom))
+        host = first.host_budget_bytes if first and gpu and profile.discrete_gpu else None
+        return Plan(profile, ctx, budget, headroom, cands, choice, reason,
+                    host_budget_bytes=host, warnings=_plan_warnings(src, choice))
 
     if work_dir is not None:
         return run(work_dir)
@@ -104,11 +144,29 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] = DEF
         return run(work)
 
 
+def _plan_warnings(src: Path, choice: Candidate | None) -> list[str]:
+    """What to say about the source: already quantized, or smaller than the choice."""
+    header = read_gguf_header(src)
+    if not is_quantized(header):
+        return []
+    ftype = file_type_name(header)
+    out = [f"{src.name} is already quantized ({ftype}): quality is measured against its "
+           "dequantized form, not the original weights, and requantizing can only lose "
+           "quality; compress the original F16/BF16 (or Hugging Face) model if you have it"]
+    if choice is not None and choice.result.size_bytes > header.file_size:
+        out.append(f"the choice, {choice.recipe.label} "
+                   f"({choice.result.size_bytes / 2**20:.0f} MiB), is larger than the source "
+                   f"({header.file_size / 2**20:.0f} MiB): the source itself may be the "
+                   "better artifact")
+    return out
+
+
 def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
-                  types: Sequence[str] = DEFAULT_CANDIDATES,
+                  types: Sequence[str] | None = None,
                   options: CompressOptions | None = None, context: int | None = None,
                   headroom: float = 0.2, max_kld: float | None = None,
                   target_size: int | None = None, imatrix_path: Path | None = None,
+                  base: QuantRecipe | None = None,
                   reporter: Reporter | None = None) -> CompressionReport:
     """Plan for ``profile`` and install the chosen candidate as ``out`` with its report,
     card and size-against-KLD chart.
@@ -123,7 +181,8 @@ def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
     with work_directory(out.parent) as work:
         plan = plan_gguf(src, profile, types=types, options=options, context=context,
                          headroom=headroom, max_kld=max_kld, target_size=target_size,
-                         imatrix_path=imatrix_path, reporter=reporter, work_dir=work)
+                         imatrix_path=imatrix_path, base=base, reporter=reporter,
+                         work_dir=work)
         if plan.choice is None:
             smallest = min(plan.candidates, key=lambda c: c.memory.total)
             raise ResourceError(
@@ -132,7 +191,9 @@ def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
                 f"candidate ({smallest.recipe.label}) needs {smallest.memory.total / 2**20:.0f} "
                 "MiB. Try a shorter --context, more --candidates, or relax the limits."
             )
-        _, imatrix_info = _load_imatrix(imatrix_path, plan.choice.recipe)
+        imatrix_data, imatrix_info = _load_imatrix(imatrix_path, plan.choice.recipe)
+        materialize(src, plan.choice, options=options, reporter=reporter,
+                    imatrix_data=imatrix_data)
         return _install(src, out, plan.choice, plan=plan, profile=profile, ctx=plan.context,
                         options=options, t0=t0, imatrix_info=imatrix_info, reporter=reporter)
 
@@ -211,12 +272,18 @@ def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
         evaluation_text={"name": text.name, "sha256": text.sha256} if text else None,
         plan=plan,
         imatrix=imatrix_info,
-        warnings=list(cand.result.warnings),
+        warnings=_report_warnings(src, cand, plan),
     )
     report.write()
-    for w in cand.result.warnings:
+    for w in report.warnings:
         reporter.warn(w)
     return report
+
+
+def _report_warnings(src: Path, cand: Candidate, plan: Plan | None) -> list[str]:
+    out = list(plan.warnings) if plan is not None else _plan_warnings(src, cand)
+    return out + [w for w in cand.result.warnings
+                  if "already quantized" not in w or not out]
 
 
 def _source_info(src: Path) -> dict[str, Any]:
@@ -253,14 +320,3 @@ def _check_out(out: Path, force: bool) -> None:
         raise ConfigError(f"{out}: is a directory; give the artifact's file name")
     if not out.parent.is_dir():
         raise ConfigError(f"{out.parent}: no such directory; create it first")
-
-
-def _budget(profile: HardwareProfile | None, headroom: float) -> int:
-    return int(profile.memory_bytes * (1.0 - headroom)) if profile else _UNLIMITED
-
-
-def _nominal_profile() -> HardwareProfile:
-    # Memory figures without a target: predict for this kind of machine (a CPU box).
-    return HardwareProfile(name="unspecified", display_name="no profile given",
-                           memory_bytes=_UNLIMITED, bandwidth_gbps=1.0,
-                           cpu_features=("avx2",))

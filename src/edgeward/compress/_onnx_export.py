@@ -13,16 +13,18 @@ Two steps, each usable alone:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from edgeward.errors import ArtifactError, ConfigError
 
-__all__ = ["OnnxTask", "export_onnx", "gguf_to_hf_dir", "staged_dir"]
+__all__ = ["OnnxTask", "export_onnx", "gguf_to_hf_dir", "quiet_third_party", "staged_dir"]
 
 OnnxTask = Literal["feature-extraction", "text-generation-with-past"]
 _INSTALL = "pip install 'edgeward[compress]'"
@@ -41,6 +43,58 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# Loggers of the libraries the ONNX path drives ("" is the root logger: ONNX Runtime's
+# quantizers log through it).
+_NOISY_LOGGERS = ("", "transformers", "optimum", "torch", "onnx", "onnxruntime", "onnxscript",
+                  "onnx_ir", "huggingface_hub", "tokenizers")
+_ORT_ERROR, _ORT_WARNING = 3, 2  # ONNX Runtime's log severities (2 is its default)
+_quiet = {"depth": 0}  # nested quiet blocks: only the outermost sets and restores
+
+
+@contextlib.contextmanager
+def quiet_third_party(quiet: bool = True) -> Iterator[None]:
+    """While the block runs, keep the warnings and logging of torch, transformers, optimum,
+    onnx and ONNX Runtime (Python ``warnings``, their loggers, ONNX Runtime's C++ log) out of
+    the output: they are for developers, and ``edgeward --debug`` shows them (``quiet``
+    False: nothing is changed). Errors are still logged, and raised as before."""
+    if not quiet or _quiet["depth"]:  # an enclosing block already keeps them out
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    saved_env = os.environ.get("TRANSFORMERS_VERBOSITY")
+    # transformers sets its logger's level from this variable when it first configures it
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    ort = _onnxruntime()
+    try:
+        _quiet["depth"] += 1
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        if ort is not None:
+            ort.set_default_logger_severity(_ORT_ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        _quiet["depth"] -= 1
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        if saved_env is None:
+            os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+        else:
+            os.environ["TRANSFORMERS_VERBOSITY"] = saved_env
+        if ort is not None:
+            ort.set_default_logger_severity(_ORT_WARNING)
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
 
 
 @contextlib.contextmanager

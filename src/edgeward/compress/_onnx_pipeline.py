@@ -4,11 +4,14 @@ asked, quantize, measure, report — or, with a profile and no type, plan and ch
 SRC may be an ONNX model directory (``model.onnx``), a Hugging Face model directory (exported
 with optimum first: ``feature-extraction`` for encoders, ``text-generation-with-past`` for
 ``*ForCausalLM`` architectures), or a GGUF file (turned into a Hugging Face directory through
-transformers, then exported as a causal LM). The fp32 export of the unpruned model is kept
-beside the output as the quality reference (``OUT.fp32``); the report goes to
-``OUT/compression-report.json`` and a model-card stub to ``OUT/model-card.md``. Everything is
-written into temporary directories and renamed into place, so a failure leaves no partial
-``OUT``.
+transformers, then exported as a causal LM). The fp32 export of the unpruned model is the
+quality reference: kept beside the output (``OUT.fp32``), or with ``keep_reference=False``
+made in a temporary directory and deleted after measurement (the report's ``reference_note``
+says which). The report goes to ``OUT/compression-report.json`` (with ``float_tensors``: what
+stays float, and why) and a model-card stub to ``OUT/model-card.md``. Everything is written
+into temporary directories and renamed into place, so a failure leaves no partial ``OUT``.
+Third-party warnings and logging (torch, transformers, ONNX Runtime) are kept out of the
+output unless ``third_party_output=True`` (``edgeward --debug``).
 
 The auto-recipe (a profile, no type): the candidate types in the profile's order of preference
 (GPU: fp16, int8, int4; CPU: int8 dynamic then int8 static for encoders, int8 weight-only for
@@ -30,8 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.compress._onnx_eval import encoder_quality, lm_quality
-from edgeward.compress._onnx_export import OnnxTask, export_onnx, gguf_to_hf_dir, staged_dir
+from edgeward.compress._onnx_export import (
+    OnnxTask,
+    export_onnx,
+    gguf_to_hf_dir,
+    quiet_third_party,
+    staged_dir,
+)
 from edgeward.compress._onnx_quant import ONNX_KINDS, quantize_onnx
+from edgeward.compress._onnx_tensors import float_tensors
 from edgeward.errors import ConfigError
 from edgeward.hardware_profiles import HardwareProfile
 
@@ -60,6 +70,8 @@ class OnnxOptions:
     max_kld: float | None = None
     min_cosine: float = 0.99
     force: bool = False
+    keep_reference: bool = True  # keep the fp32 export (OUT.fp32); False: delete it after use
+    third_party_output: bool = False  # show torch/transformers/ONNX Runtime warnings and logs
 
 
 @dataclass
@@ -239,6 +251,7 @@ def plan_onnx(src: Path, profile: HardwareProfile, *, kinds: Sequence[str] | Non
         is the first row, for reference, and is never chosen.
     """
     with contextlib.ExitStack() as stack:
+        stack.enter_context(quiet_third_party(not options.third_party_output))
         if work is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="edgeward-onnx-plan-")))
@@ -282,46 +295,101 @@ def compress_onnx(src: Path, out: Path, kind: str | None, *,
         raise ConfigError(f"{out}: exists; pass --force to replace it")
     if not out.parent.is_dir():
         raise ConfigError(f"{out.parent}: no such directory; create it first")
-    plan = None
-    if kind is None:
-        assert profile is not None
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.plan.", dir=out.parent) as w:
-            plan = plan_onnx(src, profile, options=options, work=Path(w))
-            if plan["choice"] is None:
-                raise ConfigError(f"no ONNX type for {profile.name}: {plan['reason']}")
-            kind = str(plan["choice"])
-            chosen = next(r for r in plan["candidates"] if r["type"] == kind)
-            _keep_reference(Path(plan["candidates"][0]["path"]), src, out)
-            if out.exists():
-                shutil.rmtree(out)
-            Path(chosen["path"]).rename(out)
-        reference = src if (src / "model.onnx").is_file() else _reference_of(out)
-        quality, task, pruning = chosen["quality"], plan["task"], plan["pruning"]
-    else:
-        reference = src if (src / "model.onnx").is_file() else _reference_of(out)
-        with _sources(src, reference, options, [kind]) as s:
-            _make(s.base, out, kind, profile, options)
-            quality, task, pruning = _quality(s, out, options), s.task, s.pruning
-    report: dict[str, Any] = {
-        "format": "onnx", "type": kind, "task": task, "source": str(src),
-        "reference": str(reference), "out": str(out),
-        "profile": profile.name if profile else None,
-        "size_bytes": _dir_size(out), "reference_size_bytes": _dir_size(reference),
-        "options": {"block_size": options.block_size if kind in _NBITS else None,
-                    "lm_head": options.lm_head if kind in _NBITS else None,
-                    "optimize": options.optimize},
-        "pruning": pruning, "quality": quality,
-    }
-    report["size_ratio"] = round(report["size_bytes"] / max(report["reference_size_bytes"], 1),
-                                 4)
-    if plan is not None:
-        report["plan"] = {k: v for k, v in plan.items() if k != "pruning"}
-        for row in report["plan"]["candidates"]:
-            row.pop("path", None)
+    with quiet_third_party(not options.third_party_output):
+        report = _compress(src, out, kind, profile, options)
     report["seconds"] = round(time.perf_counter() - started, 2)
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     (out / CARD).write_text(model_card(report))
     return report
+
+
+def _compress(src: Path, out: Path, kind: str | None, profile: HardwareProfile | None,
+              options: OnnxOptions) -> dict[str, Any]:
+    """:func:`compress_onnx`'s work: make ``out``, measure it, return the report."""
+    source_is_onnx = (src / "model.onnx").is_file()
+    plan = None
+    with contextlib.ExitStack() as stack:
+        if source_is_onnx:
+            reference = src
+        elif options.keep_reference:
+            reference = _reference_of(out)
+        else:  # measured against, then deleted with this directory
+            reference = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f".{out.name}.fp32.", dir=out.parent))) / "fp32"
+        if kind is None:
+            assert profile is not None
+            w = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=f".{out.name}.plan.", dir=out.parent)))
+            plan = plan_onnx(src, profile, options=options, work=w)
+            if plan["choice"] is None:
+                raise ConfigError(f"no ONNX type for {profile.name}: {plan['reason']}")
+            kind = str(plan["choice"])
+            chosen = next(r for r in plan["candidates"] if r["type"] == kind)
+            # the plan's unpruned fp32 export (its fp32 row is the pruned one when pruning)
+            planned = src if source_is_onnx else w / "reference"
+            reference_size = _dir_size(planned)
+            if options.keep_reference:
+                _keep_reference(planned, src, out)
+            if out.exists():
+                shutil.rmtree(out)
+            Path(chosen["path"]).rename(out)
+            quality, task, pruning = chosen["quality"], plan["task"], plan["pruning"]
+        else:
+            with _sources(src, reference, options, [kind]) as s:
+                _make(s.base, out, kind, profile, options)
+                quality, task, pruning = _quality(s, out, options), s.task, s.pruning
+            reference_size = _dir_size(reference)
+    kept = source_is_onnx or options.keep_reference
+    report: dict[str, Any] = {
+        "format": "onnx", "type": kind, "task": task, "source": str(src),
+        "reference": str(reference) if kept else None, "reference_kept": kept,
+        "reference_note": _reference_note(reference, reference_size, source_is_onnx, kept),
+        "out": str(out), "profile": profile.name if profile else None,
+        "size_bytes": _dir_size(out), "reference_size_bytes": reference_size,
+        "options": {"block_size": options.block_size if kind in _NBITS else None,
+                    "lm_head": options.lm_head if kind in _NBITS else None,
+                    "optimize": options.optimize},
+        "pruning": pruning, "quality": quality,
+        "float_tensors": _float_summary(out, kind, task, options),
+    }
+    report["size_ratio"] = round(report["size_bytes"] / max(reference_size, 1), 4)
+    if plan is not None:
+        report["plan"] = {k: v for k, v in plan.items() if k != "pruning"}
+        for row in report["plan"]["candidates"]:
+            row.pop("path", None)
+    return report
+
+
+def _reference_note(reference: Path, size: int, source_is_onnx: bool, kept: bool) -> str:
+    """Where the fp32 reference is, in one sentence (the CLI prints it)."""
+    if source_is_onnx:
+        return f"fp32 reference: the source itself, {reference}"
+    if kept:
+        return (f"fp32 reference kept at {reference} ({size / 2**20:.1f} MiB; "
+                "--no-keep-reference deletes it after measurement)")
+    return "fp32 reference not kept: deleted after measurement (--no-keep-reference)"
+
+
+# Why the float tensors of each kind stay float (the report's sentence).
+_FLOAT_REASONS = {
+    "int8-dynamic": "biases and LayerNorm weights, which dynamic quantization leaves alone",
+    "int8-static": ("the MatMuls that read a GELU's output (their activations have outliers "
+                    "no static 8-bit range covers), biases and LayerNorm weights"),
+    "int8-weight": ("biases, LayerNorm weights and small tables: weight-only quantization "
+                    "covers MatMul weights and embedding tables"),
+}
+_FLOAT_REASONS["int4"] = _FLOAT_REASONS["int8-weight"]
+
+
+def _float_summary(out: Path, kind: str, task: str, options: OnnxOptions
+                   ) -> dict[str, Any] | None:
+    """What stays float in a quantized ``out`` (None for fp32 and fp16)."""
+    if kind not in _FLOAT_REASONS:
+        return None
+    reason = _FLOAT_REASONS[kind]
+    if kind in _NBITS and task != "feature-extraction" and not options.lm_head:
+        reason += "; the LM head stays float unless --lm-head"
+    return float_tensors(out / "model.onnx").to_dict(reason)
 
 
 def _reference_of(out: Path) -> Path:
@@ -329,13 +397,14 @@ def _reference_of(out: Path) -> Path:
 
 
 def _keep_reference(planned: Path, src: Path, out: Path) -> None:
-    """After a plan: keep its fp32 export beside ``out`` as the reference."""
+    """After a plan: keep its fp32 export beside ``out`` as the reference (moved out of the
+    plan's work directory, on the same file system)."""
     if (src / "model.onnx").is_file():
         return
     ref = _reference_of(out)
     if ref.exists():
         shutil.rmtree(ref)
-    shutil.copytree(planned, ref)
+    planned.rename(ref)
 
 
 def model_card(report: dict[str, Any]) -> str:

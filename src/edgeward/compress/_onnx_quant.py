@@ -9,13 +9,17 @@ copied along) with ``model.onnx`` quantized as:
   and what optimum's ``avx2``/``avx512`` presets set;
 - ``int8-static``: QDQ int8 of the MatMul/Gemm nodes with activation ranges calibrated on text
   (MinMax over the calibration batches), so nothing is computed at run time to quantize
-  activations; MatMuls that read a GELU's output stay in float (outliers);
+  activations; MatMuls that read a GELU's output stay in float (outliers); embedding tables
+  int8 per row (below);
 - ``int8-weight``: 8-bit weight-only ``MatMulNBits``, block-wise like int4: what causal LMs
   want — dynamic int8 quantizes each activation tensor with one range, and an LM's activation
   outliers make that costly (SmolLM2: mean KLD 0.44 with int8-dynamic, 0.004 with this);
 - ``int4``: 4-bit weight-only ``MatMulNBits`` (block size 32 by default, symmetric,
   ``accuracy_level=4``: int8 compute on CPU), for the MatMul weights; a causal LM's head (the
   MatMul producing ``logits``) stays in float unless ``lm_head=True``;
+- for the weight-only kinds and int8-static, the embedding tables that ``Gather`` reads (which
+  those quantizers leave fp32: half of MiniLM) are stored int8 with a scale per row
+  (:mod:`edgeward.compress._onnx_tensors`); a table a tied LM head reads too stays float;
 - ``fp16``: every float tensor in half precision (GPU profiles), inputs and outputs kept fp32.
 
 The source model must be a graph with shape information (optimum's exports are).
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeward.compress._onnx_export import staged_dir
+from edgeward.compress._onnx_tensors import quantize_gather_tables
 from edgeward.errors import ArtifactError, ConfigError, RuntimeBackendError
 from edgeward.hardware_profiles import HardwareProfile
 
@@ -189,6 +194,16 @@ def _fold_weight_transposes(model: Any, nodes: list[str]) -> None:
         model.graph.node.remove(t)
 
 
+def _int8_tables(path: Path) -> None:
+    """Rewrite ``path`` with its embedding tables in int8 (the static quantizer here takes
+    MatMul/Gemm only)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if quantize_gather_tables(model).quantized:
+        onnx.save(model, str(path))
+
+
 def optimize_onnx(path: Path, level: str) -> None:
     """Rewrite ``path`` with ONNX Runtime's offline graph optimisations at ``level``."""
     import onnxruntime as ort
@@ -239,6 +254,7 @@ def _quantize(model: Path, dst: Path, kind: OnnxKind, *, profile: HardwareProfil
                         per_channel=True, reduce_range=reduce_range_for(profile),
                         op_types_to_quantize=["MatMul", "Gemm"],
                         nodes_to_exclude=_after_gelu(graph))
+        _int8_tables(dst)
     elif kind in ("int4", "int8-weight"):
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -251,6 +267,7 @@ def _quantize(model: Path, dst: Path, kind: OnnxKind, *, profile: HardwareProfil
                                  is_symmetric=True, accuracy_level=4,
                                  nodes_to_exclude=[] if lm_head else head)
         q.process()
+        quantize_gather_tables(q.model.model)  # MatMulNBits leaves the embeddings fp32
         q.model.save_model_to_file(str(dst), use_external_data_format=False)
     else:
         import onnx

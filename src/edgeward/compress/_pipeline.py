@@ -12,14 +12,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgeward.compress._cache import CachedCandidate, CandidateCache, candidate_key
 from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
 from edgeward.compress._memory import MemoryPrediction, predict_memory
 from edgeward.compress._quantize import QuantizeResult, QuantRecipe, is_quantized, quantize
+from edgeward.compress._target import Placement, SpeedEstimate, estimate_decode, place
 from edgeward.compress._text import evaluation_text
 from edgeward.compress._types import quant_type
-from edgeward.errors import ConfigError
+from edgeward.errors import ArtifactError, ConfigError
 from edgeward.hardware_profiles import HardwareProfile
-from edgeward.runtimes import read_gguf_header
+from edgeward.runtimes import GGUFHeader, read_gguf_header
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -31,6 +33,7 @@ __all__ = [
     "default_cache_dir",
     "evaluate_candidates",
     "make_reference",
+    "materialize",
     "recipes_for",
     "sha256_file",
     "work_directory",
@@ -55,7 +58,8 @@ class Reporter:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/edgeward`` (``~/.cache/edgeward``): reference logits are kept there."""
+    """``$XDG_CACHE_HOME/edgeward`` (``~/.cache/edgeward``): reference logits and measured
+    candidates are kept there."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgeward"
 
@@ -69,7 +73,8 @@ class CompressOptions:
         evaluate: measure quality (PPL, KLD, top-1) against the reference.
         eval: chunking, token budget and top-k of the evaluation.
         threads: llama.cpp threads (None: every available core).
-        cache_dir: where reference logits are cached (None: no cache).
+        cache_dir: where reference logits and measured candidates are cached (None: no
+            cache).
         force: replace an existing output.
     """
 
@@ -83,7 +88,13 @@ class CompressOptions:
 
 @dataclass
 class Candidate:
-    """One recipe tried by the planner."""
+    """One recipe tried by the planner.
+
+    Attributes:
+        placement: where its memory goes on the profile (None without a profile).
+        speed: the predicted decode speed there, an estimate (None without a profile).
+        cached: its quantization and quality were read from the cache, not measured now.
+    """
 
     recipe: QuantRecipe
     result: QuantizeResult
@@ -91,6 +102,9 @@ class Candidate:
     fits: bool
     predicted_tokens_per_s: float | None
     quality: QualityReport | None = None
+    placement: Placement | None = None
+    speed: SpeedEstimate | None = None
+    cached: bool = False
 
     @property
     def kld_mean(self) -> float | None:
@@ -110,12 +124,24 @@ class Candidate:
                                        else round(self.predicted_tokens_per_s, 1)),
             "quality": self.quality.to_dict() if self.quality else None,
             "fallback_tensors": len(self.result.fallback_tensors),
+            "backend": self.placement.backend if self.placement else "cpu",
+            "cached": self.cached,
+            "placement": self.placement.to_dict() if self.placement else None,
+            "speed": self.speed.to_dict() if self.speed else None,
         }
 
 
 @dataclass
 class Plan:
-    """Candidates for a profile and the one chosen."""
+    """Candidates for a profile and the one chosen.
+
+    Attributes:
+        budget_bytes: memory the model may use where it runs: the GPU's (VRAM or working
+            set) on a GPU profile, else RAM; after headroom.
+        host_budget_bytes: host RAM for what is not offloaded (GPU profiles; else the same
+            as ``budget_bytes``).
+        warnings: what the user should know about the source or the plan.
+    """
 
     profile: HardwareProfile
     context: int
@@ -124,17 +150,29 @@ class Plan:
     candidates: list[Candidate]
     choice: Candidate | None
     reason: str
+    host_budget_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def backend(self) -> str:
+        """The llama.cpp backend the profile needs."""
+        return self.profile.backend
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``edgeward compress --plan --json``)."""
         return {
             "profile": self.profile.name,
+            "backend": self.backend,
             "context": self.context,
             "budget_bytes": self.budget_bytes,
+            "host_budget_bytes": self.host_budget_bytes,
             "headroom": self.headroom,
             "candidates": [c.to_dict() for c in self.candidates],
             "choice": self.choice.recipe.label if self.choice else None,
             "reason": self.reason,
+            "speed_note": ("predicted tokens/s are estimates: a roofline of memory and compute "
+                           "calibrated on one machine (docs/compression.md)"),
+            "warnings": list(self.warnings),
         }
 
 
@@ -153,17 +191,33 @@ def make_reference(src: Path, work_dir: Path, *, threads: int | None,
 
 
 def evaluate_candidates(src: Path, recipes: Sequence[QuantRecipe], *, work_dir: Path,
-                        profile: HardwareProfile, context: int, budget_bytes: int,
+                        profile: HardwareProfile | None, context: int, headroom: float,
                         options: CompressOptions, reporter: Reporter,
-                        imatrix_data: Any = None) -> list[Candidate]:
-    """Quantize every recipe into ``work_dir``, predict its memory and (optionally) measure it.
+                        imatrix_data: Any = None,
+                        imatrix_sha256: str | None = None) -> list[Candidate]:
+    """Quantize every recipe into ``work_dir``, predict its memory and speed on ``profile``
+    and (optionally) measure its quality.
+
+    A candidate measured before with the same source, recipe, importance matrix, evaluation
+    text and llama.cpp build is read from ``options.cache_dir`` instead (``cached``); its
+    artifact is then not in ``work_dir`` (:func:`materialize` makes it).
 
     Raises:
         ConfigError, ArtifactError, ResourceError, RuntimeBackendError: as :func:`quantize`.
     """
     text = evaluation_text(options.eval_text) if options.evaluate else None
+    cache = CandidateCache(options.cache_dir / "candidates"
+                           if options.cache_dir is not None and text is not None else None)
+    keys: list[str | None] = [None] * len(recipes)
+    hits: list[CachedCandidate | None] = [None] * len(recipes)
+    if cache.root is not None and text is not None:
+        src_sha = sha256_file(src)
+        for i, recipe in enumerate(recipes):
+            keys[i] = candidate_key(src_sha, recipe, imatrix_sha256=imatrix_sha256,
+                                    text_sha256=text.sha256, eval_config=options.eval)
+            hits[i] = cache.load(keys[i] or "", _candidate_path(work_dir, recipe))
     ref_logits = None
-    if text is not None:
+    if text is not None and any(h is None for h in hits):
         ref_path = make_reference(src, work_dir, threads=options.threads, reporter=reporter)
         reporter.step(f"computing reference logits on {text.name}")
         ref_logits = compute_reference(
@@ -171,22 +225,70 @@ def evaluate_candidates(src: Path, recipes: Sequence[QuantRecipe], *, work_dir: 
             progress=lambda d, t: reporter.progress("reference", d, t))
     candidates = []
     for i, recipe in enumerate(recipes):
-        reporter.step(f"[{i + 1}/{len(recipes)}] quantizing {recipe.label}")
-        out = work_dir / f"candidate-{recipe.label}.gguf"
-        # Scratch candidates are not flushed to disk; the one installed is (see _install).
-        result = quantize(src, out, recipe, imatrix_data=imatrix_data, threads=options.threads,
-                          force=True, durable=False)
-        header = read_gguf_header(out)
-        memory = predict_memory(header, n_ctx=context, profile=profile)
-        quality = None
-        if text is not None and ref_logits is not None:
-            reporter.step(f"[{i + 1}/{len(recipes)}] evaluating {recipe.label}")
-            quality = evaluate(out, ref_logits, text, options.eval,
-                               progress=lambda d, t: reporter.progress("evaluate", d, t))
-        candidates.append(Candidate(
-            recipe=recipe, result=result, memory=memory, fits=memory.total <= budget_bytes,
-            predicted_tokens_per_s=decode_tokens_per_s(profile, memory), quality=quality))
+        hit = hits[i]
+        if hit is not None:
+            reporter.step(f"[{i + 1}/{len(recipes)}] {recipe.label}: measured before (cache)")
+            result, header, quality = hit.result, hit.header, hit.quality
+        else:
+            reporter.step(f"[{i + 1}/{len(recipes)}] quantizing {recipe.label}")
+            out = _candidate_path(work_dir, recipe)
+            # Scratch candidates are not flushed to disk; the one installed is (see _install).
+            result = quantize(src, out, recipe, imatrix_data=imatrix_data,
+                              threads=options.threads, force=True, durable=False)
+            header = read_gguf_header(out)
+            quality = None
+            if text is not None and ref_logits is not None:
+                reporter.step(f"[{i + 1}/{len(recipes)}] evaluating {recipe.label}")
+                quality = evaluate(out, ref_logits, text, options.eval,
+                                   progress=lambda d, t: reporter.progress("evaluate", d, t))
+                key = keys[i]
+                if key is not None:
+                    cache.save(key, result, header, quality)
+        candidates.append(_candidate(recipe, result, header, quality, profile=profile,
+                                     context=context, headroom=headroom,
+                                     threads=options.threads, cached=hit is not None))
     return candidates
+
+
+def materialize(src: Path, cand: Candidate, *, options: CompressOptions, reporter: Reporter,
+                imatrix_data: Any = None) -> None:
+    """Quantize a candidate read from the cache, so that its artifact exists (its quality is
+    the cached one: quantization is deterministic for a llama.cpp build, which the check of
+    the size confirms).
+
+    Raises:
+        ArtifactError: the new artifact differs in size from the cached measurement.
+    """
+    if cand.result.artifact.exists():
+        return
+    reporter.step(f"quantizing {cand.recipe.label} (measured before)")
+    result = quantize(src, cand.result.artifact, cand.recipe, imatrix_data=imatrix_data,
+                      threads=options.threads, force=True, durable=False)
+    if result.size_bytes != cand.result.size_bytes:
+        raise ArtifactError(
+            f"{cand.recipe.label}: this quantization is {result.size_bytes} bytes but the "
+            f"cached measurement was of {cand.result.size_bytes}; clear the cache "
+            f"({options.cache_dir}) or pass --no-cache")
+    result.warnings[:] = cand.result.warnings
+    cand.result = result
+
+
+def _candidate_path(work_dir: Path, recipe: QuantRecipe) -> Path:
+    return work_dir / f"candidate-{recipe.label}.gguf"
+
+
+def _candidate(recipe: QuantRecipe, result: QuantizeResult, header: GGUFHeader,
+               quality: QualityReport | None, *, profile: HardwareProfile | None, context: int,
+               headroom: float, threads: int | None, cached: bool) -> Candidate:
+    memory = predict_memory(header, n_ctx=context, profile=profile)
+    if profile is None:
+        return Candidate(recipe=recipe, result=result, memory=memory, fits=True,
+                         predicted_tokens_per_s=None, quality=quality, cached=cached)
+    placement = place(header, profile, n_ctx=context, headroom=headroom, memory=memory)
+    speed = estimate_decode(header, profile, placement, n_past=context // 2, threads=threads)
+    return Candidate(recipe=recipe, result=result, memory=memory, fits=placement.fits,
+                     predicted_tokens_per_s=speed.tokens_per_s, quality=quality,
+                     placement=placement, speed=speed, cached=cached)
 
 
 def choose(candidates: Sequence[Candidate], *, max_kld: float | None = None,
@@ -215,13 +317,6 @@ def choose(candidates: Sequence[Candidate], *, max_kld: float | None = None,
                       "that fit")
     best = max(ok, key=lambda c: c.result.size_bytes)
     return best, "quality not measured: the largest candidate that fits"
-
-
-def decode_tokens_per_s(profile: HardwareProfile, memory: MemoryPrediction) -> float:
-    """Bandwidth-bound decode speed: every weight and, on average, half the KV cache are read
-    once per generated token."""
-    bytes_per_token = memory.weights + memory.kv_cache / 2
-    return profile.bandwidth_gbps * 1e9 / max(bytes_per_token, 1)
 
 
 def recipes_for(types: Sequence[str], *, base: QuantRecipe | None = None,

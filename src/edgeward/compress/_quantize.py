@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.compress._llama import QuantizeCall, available_cores, run_quantize
-from edgeward.compress._types import quant_type, tensor_type
+from edgeward.compress._types import QUANT_TYPES, quant_type, tensor_type
 from edgeward.errors import (
     ArtifactError,
     ConfigError,
@@ -27,8 +27,10 @@ __all__ = [
     "FallbackTensor",
     "QuantRecipe",
     "QuantizeResult",
+    "file_type_name",
     "fsync_dir",
     "fsync_file",
+    "is_quantized",
     "quantize",
 ]
 
@@ -254,6 +256,20 @@ def quantize(src: Path, out: Path, recipe: QuantRecipe, *, imatrix_data: Any = N
 def is_quantized(header: GGUFHeader) -> bool:
     """Whether any 2-D weight of the model is stored in a quantized type."""
     return any(len(t.shape) >= 2 and t.type not in _FLOAT_TYPES for t in header.tensors)
+
+
+def file_type_name(header: GGUFHeader) -> str:
+    """The model's file type as llama-quantize names it (``general.file_type``), else its
+    most common weight type."""
+    ftype = header.metadata.get("general.file_type")
+    for qt in QUANT_TYPES.values():
+        if qt.ftype == ftype:
+            return qt.name
+    counts: dict[str, int] = {}
+    for t in header.tensors:
+        if len(t.shape) >= 2:
+            counts[t.type_name] = counts.get(t.type_name, 0) + t.n_bytes
+    return max(counts, key=lambda k: counts[k]) if counts else "unknown"
 
 
 def _fallbacks(log_text: str, result: GGUFHeader) -> list[FallbackTensor]:

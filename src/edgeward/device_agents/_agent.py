@@ -106,7 +106,7 @@ class Agent:
         self._injected_filter = safety_filter
         self._filter: SafetyFilter = safety_filter or PassThroughFilter()
         self.metrics = Metrics()
-        self._store = ModelStore(config.state_dir)
+        self._store = ModelStore(config.state_dir, allow_cpu_fallback=config.allow_cpu_fallback)
         self._device_key: PrivateKey | None = None
         self._audit: LogAuditSink | None = None
         self._hmac_key: bytes | None = None
@@ -431,6 +431,8 @@ class Agent:
                       reason=info.unverified_reason or "unsigned",
                       detail="allow_unsigned = true: serving a model whose provenance is NOT "
                              "verified; never do this in production")
+        for warning in getattr(model.runtime, "load_warnings", ()):
+            log_event(logging.WARNING, "runtime_fallback", at=at, model=info.id, detail=warning)
         log_event(logging.INFO, "model_loaded", at=at, model=info.id, artifact=str(cfg.artifact),
                   sha256=info.sha256, verified=info.verified, key_id=info.key_id,
                   signer=info.signer, format=info.format, copy=str(info.path))

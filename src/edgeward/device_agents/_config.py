@@ -38,7 +38,8 @@ _PATH_KEYS = ("artifact", "trust_store", "signature", "state_dir", "device_key",
 # The TOML type each key must have (bool is checked before int: TOML booleans are not ints).
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "artifact": (str,), "trust_store": (str,), "signature": (str,), "allow_unsigned": (bool,),
-    "profile": (str,), "context_length": (int,), "model_name": (str,), "listen": (str,),
+    "profile": (str,), "allow_cpu_fallback": (bool,), "context_length": (int,),
+    "model_name": (str,), "listen": (str,),
     "api_key": (str,), "api_key_env": (str,), "max_queue": (int,), "max_body_bytes": (int,),
     "max_tokens_cap": (int,), "default_max_tokens": (int,), "state_dir": (str,),
     "shutdown_deadline_s": (int, float), "safety_policy": (str,), "log_format": (str,),
@@ -86,6 +87,8 @@ class AgentConfig:
             load). For development only.
         profile: hardware profile (catalog name or ``.toml`` path) that sets threads, GPU
             layers and context; ``None`` uses the backend's defaults for this machine.
+        allow_cpu_fallback: on a GPU profile whose backend the installed llama.cpp lacks,
+            serve on the CPU (logged as a warning at every load) instead of refusing to load.
         context_length: tokens of context to reserve; ``None`` takes the profile's (or the
             backend's) default.
         model_name: the model id the API reports; default the artifact's name.
@@ -126,6 +129,7 @@ class AgentConfig:
     signature: Path | None = None
     allow_unsigned: bool = False
     profile: str | None = None
+    allow_cpu_fallback: bool = False
     context_length: int | None = None  # tokens
     model_name: str | None = None
     listen: str = DEFAULT_LISTEN

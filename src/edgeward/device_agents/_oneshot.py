@@ -78,7 +78,8 @@ def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
              params: SamplingParams | None = None, profile: HardwareProfile | None = None,
              context_length: int | None = None, run_dir: Path | None = None,
              safety_filter: SafetyFilter | None = None,
-             on_text: Callable[[str], None] | None = None) -> RunResult:
+             on_text: Callable[[str], None] | None = None, allow_cpu_fallback: bool = False,
+             on_warning: Callable[[str], None] | None = None) -> RunResult:
     """Verify ``artifact``, load it from a private copy, and generate once.
 
     Args:
@@ -94,6 +95,10 @@ def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
         run_dir: where the private copy goes (default :func:`default_run_dir`).
         safety_filter: default :class:`~edgeward.safety.PassThroughFilter`.
         on_text: receives the text as it is generated.
+        allow_cpu_fallback: run on the CPU when the profile's GPU backend is missing from
+            the installed llama.cpp (else RuntimeBackendError).
+        on_warning: receives why the model does not run as the profile says (CPU fallback,
+            fewer threads).
 
     Returns:
         The text and its figures.
@@ -107,12 +112,16 @@ def run_once(artifact: Path, prompt: str, *, trust_store: Path | None,
     root = run_dir or default_run_dir()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     _sweep_stale(root)
-    store = ModelStore(root / f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    store = ModelStore(root / f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                       allow_cpu_fallback=allow_cpu_fallback)
     store.open()
     try:
         model = store.load(artifact, trust_store=trust_store, signature=signature,
                            allow_unsigned=allow_unsigned, profile=profile,
                            context_length=context_length)
+        for warning in getattr(model.runtime, "load_warnings", ()):
+            if on_warning is not None:
+                on_warning(warning)
         try:
             request = (Prompt(text=prompt) if raw else
                        Prompt(messages=(ChatMessage(role="user", content=prompt),)))

@@ -119,8 +119,9 @@ class ModelStore:
     read-only copy per loaded model), ``STATE/active.json`` (what serves now).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, allow_cpu_fallback: bool = False) -> None:
         self.state_dir = Path(state_dir)
+        self.allow_cpu_fallback = allow_cpu_fallback
         self._lock_fd: int | None = None
 
     def open(self) -> None:
@@ -202,7 +203,8 @@ class ModelStore:
                 reason = f"{e.kind}: {e}"
                 digests = _hash_tree(copy)
             _make_read_only(copy_dir)
-            runtime = open_runtime(copy, profile, context_length=context_length)
+            runtime = open_runtime(copy, profile, context_length=context_length,
+                                   allow_cpu_fallback=self.allow_cpu_fallback)
         except BaseException:
             _remove_tree(copy_dir)
             raise

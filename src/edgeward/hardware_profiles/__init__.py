@@ -19,7 +19,7 @@ This package depends on :mod:`edgeward.errors` only.
 """
 
 from edgeward.hardware_profiles._catalog import catalog, get_profile, resolve_profile
-from edgeward.hardware_profiles._detect import DetectedProfile, detect_profile
+from edgeward.hardware_profiles._detect import DetectedProfile, cpu_flops_per_cycle, detect_profile
 from edgeward.hardware_profiles._schema import (
     KNOWN_CPU_FEATURES,
     HardwareProfile,
@@ -31,6 +31,7 @@ __all__ = [
     "DetectedProfile",
     "HardwareProfile",
     "catalog",
+    "cpu_flops_per_cycle",
     "detect_profile",
     "get_profile",
     "load_profile_file",

@@ -121,6 +121,7 @@ def detect_profile(*, measure_bandwidth: bool = True, name: str = "local") -> De
     if is_apple_silicon:
         backend = "metal"
     gpu: dict[str, Any] = {}
+    spec: HardwareProfile | None = None
     gpus = _nvidia_gpus()
     details["gpus"] = gpus
     if gpus:
@@ -137,6 +138,16 @@ def detect_profile(*, measure_bandwidth: bool = True, name: str = "local") -> De
             from_spec.append("bandwidth_gbps")
             details["bandwidth_spec_profile"] = spec.name
 
+    clock_ghz = _cpu_clock_ghz()
+    compute: float | None = None
+    if clock_ghz is not None and not gpu:
+        compute = round(cores * clock_ghz * cpu_flops_per_cycle(features) / 1000, 3)
+        details["compute_method"] = (
+            f"{cores} core(s) x {clock_ghz:.2f} GHz x {cpu_flops_per_cycle(features)} FP32 "
+            "FLOP/cycle (from the SIMD features)")
+    elif spec is not None:
+        compute = spec.compute_tflops
+
     profile = HardwareProfile(
         name=name,
         display_name=f"this machine ({cpu_model}{', ' + gpu['name'] if gpu else ''})",
@@ -148,6 +159,7 @@ def detect_profile(*, measure_bandwidth: bool = True, name: str = "local") -> De
         cores=cores,
         gpu_name=gpu.get("name"),
         gpu_compute_capability=gpu.get("compute_capability"),
+        compute_tflops=compute,
         default_context=4096,
         notes="detected by `edgeward profile detect`",
     )
@@ -197,6 +209,37 @@ def measure_bandwidth_gbps(*, threads: int = 1, budget_s: float = _BANDWIDTH_BUD
         if runs >= 50:
             break
     return 2 * src.nbytes / best / 1e9
+
+
+def cpu_flops_per_cycle(features: set[str] | tuple[str, ...]) -> int:
+    """Peak FP32 FLOP per cycle per core from the SIMD features: two FMA pipes of the widest
+    vector (AVX-512: 64, AVX2 with FMA: 32, NEON: 16, otherwise 8)."""
+    if "avx512f" in features:
+        return 64
+    if "avx2" in features and "fma" in features:
+        return 32
+    if "neon" in features:
+        return 16
+    return 8
+
+
+def _cpu_clock_ghz() -> float | None:
+    """The CPU's clock in GHz: cpufreq's maximum, else /proc/cpuinfo's ``cpu MHz``."""
+    top = _read_first(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"))
+    if top and top.isdigit():
+        return int(top) / 1e6
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "cpu mhz":
+            try:
+                return float(value) / 1000
+            except ValueError:
+                return None
+    return None
 
 
 def _linux_facts() -> tuple[str, set[str], int, int, str]:

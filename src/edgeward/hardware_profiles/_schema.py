@@ -75,7 +75,16 @@ class HardwareProfile:
         gpu_name: the GPU's marketing name, for GPU backends.
         gpu_compute_capability: CUDA compute capability such as ``"8.9"`` (cuda backend only).
         gpu_layers: layers to offload to the GPU; ``-1`` all, ``0`` none (the default for cpu).
-        system_memory_bytes: host RAM when ``memory_bytes`` is a GPU's VRAM.
+        system_memory_bytes: host RAM when ``memory_bytes`` is a discrete GPU's VRAM; layers
+            that do not fit in VRAM run from it (partial offload).
+        system_bandwidth_gbps: that host RAM's bandwidth in GB/s (for partially offloaded
+            models; None: a plan assumes the layers that spill run at 10 % of the GPU's).
+        gpu_working_set_bytes: the most memory the GPU may use when it shares memory with the
+            CPU (Metal's ``recommendedMaxWorkingSetSize``); None: all of ``memory_bytes``.
+        compute_tflops: peak dense arithmetic throughput of the backend in TFLOP/s (10**12
+            floating-point operations per second): FP16 tensor cores without sparsity for a
+            GPU, FP32 fused multiply-add for a CPU. Predicted decode speed is the slower of
+            the memory and the compute limit (a roofline); None: memory limit only.
         preferred_runtime: the runtime that serves this target best.
         preferred_format: the artifact format that runtime loads.
         default_context: context length in tokens a deployment reserves KV cache for.
@@ -94,6 +103,9 @@ class HardwareProfile:
     gpu_compute_capability: str | None = None
     gpu_layers: int | None = None
     system_memory_bytes: int | None = None
+    system_bandwidth_gbps: float | None = None
+    gpu_working_set_bytes: int | None = None
+    compute_tflops: float | None = None
     preferred_runtime: RuntimeName = "llama.cpp"
     preferred_format: ModelFormat = "gguf"
     default_context: int = 4096
@@ -125,6 +137,16 @@ class HardwareProfile:
         self._check("system_memory_bytes", self.system_memory_bytes is None
                     or (_is_int(self.system_memory_bytes) and self.system_memory_bytes > 0),
                     "a positive integer number of bytes")
+        self._check("system_bandwidth_gbps", self.system_bandwidth_gbps is None
+                    or _is_positive_number(self.system_bandwidth_gbps),
+                    "a positive number of GB/s")
+        self._check("gpu_working_set_bytes", self.gpu_working_set_bytes is None
+                    or (_is_int(self.gpu_working_set_bytes)
+                        and 0 < self.gpu_working_set_bytes <= self.memory_bytes),
+                    "a positive integer number of bytes, at most memory_bytes")
+        self._check("compute_tflops", self.compute_tflops is None
+                    or _is_positive_number(self.compute_tflops),
+                    "a positive number of TFLOP/s")
         self._check("gpu_compute_capability", self.gpu_compute_capability is None
                     or (isinstance(self.gpu_compute_capability, str)
                         and bool(_COMPUTE_CAPABILITY.match(self.gpu_compute_capability))),
@@ -155,6 +177,19 @@ class HardwareProfile:
         if self.gpu_layers is not None:
             return self.gpu_layers
         return 0 if self.backend == "cpu" else -1
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """Memory the GPU may hold the model in: VRAM, or the working set of shared memory
+        (0 for a cpu profile)."""
+        if self.backend == "cpu":
+            return 0
+        return self.gpu_working_set_bytes or self.memory_bytes
+
+    @property
+    def discrete_gpu(self) -> bool:
+        """A GPU with its own memory (host RAM given separately), not shared memory."""
+        return self.backend != "cpu" and self.system_memory_bytes is not None
 
     @property
     def effective_threads(self) -> int | None:

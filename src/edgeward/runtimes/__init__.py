@@ -31,8 +31,18 @@ from edgeward.runtimes._base import (
     SamplingParams,
     TokenStream,
 )
-from edgeward.runtimes._gguf_header import GGUFHeader, GGUFTensorInfo, read_gguf_header
-from edgeward.runtimes._llama_cpp import LlamaCppRuntime, llama_cpp_version
+from edgeward.runtimes._gguf_header import (
+    GGUFHeader,
+    GGUFTensorInfo,
+    parse_gguf_header,
+    read_gguf_header,
+)
+from edgeward.runtimes._llama_cpp import (
+    LlamaCppRuntime,
+    check_backend,
+    llama_backends,
+    llama_cpp_version,
+)
 from edgeward.runtimes._onnx import OnnxRuntime
 from edgeward.runtimes._select import artifact_format, open_runtime
 
@@ -50,7 +60,10 @@ __all__ = [
     "SamplingParams",
     "TokenStream",
     "artifact_format",
+    "check_backend",
+    "llama_backends",
     "llama_cpp_version",
     "open_runtime",
+    "parse_gguf_header",
     "read_gguf_header",
 ]

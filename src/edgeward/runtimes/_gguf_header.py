@@ -17,7 +17,7 @@ from typing import Any
 from edgeward.errors import ArtifactError
 from edgeward.safeio import open_regular
 
-__all__ = ["GGUFHeader", "GGUFTensorInfo", "read_gguf_header"]
+__all__ = ["GGUFHeader", "GGUFTensorInfo", "parse_gguf_header", "read_gguf_header"]
 
 _MAGIC = b"GGUF"
 _DEFAULT_ALIGNMENT = 32
@@ -144,6 +144,21 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         raise ArtifactError(f"{path}: cannot read ({e.strerror})") from e
     except (struct.error, UnicodeDecodeError, EOFError) as e:
         raise ArtifactError(f"{path}: corrupt or truncated GGUF header ({e})") from e
+
+
+def parse_gguf_header(data: bytes, *, path: Path, file_size: int) -> GGUFHeader:
+    """Parse a GGUF header from its bytes (at least up to the tensor data), as if read from
+    ``path``, a file of ``file_size`` bytes: a header kept apart from its file (a cache).
+
+    Raises:
+        ArtifactError: the bytes are not a whole, valid GGUF header.
+    """
+    try:
+        return _parse(_Reader(data), Path(path), file_size)
+    except _NeedMore:
+        raise ArtifactError(f"{path}: the header bytes end before the header does") from None
+    except (struct.error, UnicodeDecodeError, EOFError) as e:
+        raise ArtifactError(f"{path}: corrupt GGUF header ({e})") from e
 
 
 _FIRST_READ = 8 << 20  # bytes; headers with a 150k-token vocabulary are ~4 MB

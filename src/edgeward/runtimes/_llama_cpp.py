@@ -23,7 +23,7 @@ from edgeward.runtimes._base import (
 )
 from edgeward.runtimes._gguf_header import read_gguf_header
 
-__all__ = ["LlamaCppRuntime", "llama_cpp_version"]
+__all__ = ["LlamaCppRuntime", "check_backend", "llama_backends", "llama_cpp_version"]
 
 _DEFAULT_CONTEXT = 4096  # tokens, when neither the request nor the profile says
 
@@ -33,6 +33,55 @@ def llama_cpp_version() -> str:
     import llama_cpp
 
     return str(llama_cpp.__version__)
+
+
+#: How llama.cpp's system information names each backend it was built with.
+_BACKEND_MARKERS = {"cuda": ("CUDA",), "metal": ("METAL", "Metal", "MTL"),
+                    "vulkan": ("Vulkan", "VULKAN")}
+
+
+def llama_backends() -> frozenset[str]:
+    """The compute backends the installed llama.cpp build has: ``cpu`` and any of ``cuda``,
+    ``metal`` and ``vulkan`` (read from ``llama_print_system_info``)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    found = {"cpu"}
+    if llama_cpp.llama_supports_gpu_offload():
+        for name, markers in _BACKEND_MARKERS.items():
+            if any(m in text for m in markers):
+                found.add(name)
+    return frozenset(found)
+
+
+def check_backend(profile: HardwareProfile | None, *, allow_cpu_fallback: bool = False,
+                  backends: frozenset[str] | None = None) -> str | None:
+    """Whether this llama.cpp build can run ``profile``'s backend.
+
+    Returns:
+        None when it can (or there is no profile); with ``allow_cpu_fallback``, the warning
+        to show when it cannot (the model then runs on the CPU).
+
+    Raises:
+        RuntimeBackendError: it cannot, and the fallback is not allowed.
+    """
+    if profile is None or profile.backend == "cpu":
+        return None
+    have = backends if backends is not None else llama_backends()
+    if profile.backend in have:
+        return None
+    flag = {"cuda": "-DGGML_CUDA=on", "metal": "-DGGML_METAL=on",
+            "vulkan": "-DGGML_VULKAN=on"}.get(profile.backend, "")
+    problem = (f"profile {profile.name} needs llama.cpp's {profile.backend} backend, but the "
+               f"installed llama-cpp-python {llama_cpp_version()} has only "
+               f"{', '.join(sorted(have))}")
+    if not allow_cpu_fallback:
+        raise RuntimeBackendError(
+            f"{problem}; rebuild it with CMAKE_ARGS=\"{flag}\" pip install --force-reinstall "
+            "--no-cache-dir llama-cpp-python, or allow the (much slower) CPU fallback "
+            "(--allow-cpu-fallback; agent.toml: allow_cpu_fallback = true)")
+    return f"{problem}: running on the CPU instead, far slower than the profile predicts"
 
 
 class LlamaCppRuntime(Runtime):
@@ -51,8 +100,12 @@ class LlamaCppRuntime(Runtime):
     format = "gguf"
     capabilities = frozenset({"generate", "chat", "embed", "score"})
 
-    def __init__(self, *, batch_size: int | None = None) -> None:
+    def __init__(self, *, batch_size: int | None = None,
+                 allow_cpu_fallback: bool = False) -> None:
         super().__init__()
+        self._allow_cpu_fallback = allow_cpu_fallback
+        #: Why the last load did not run as the profile says (CPU fallback, fewer threads).
+        self.load_warnings: list[str] = []
         if batch_size is not None and not 1 <= batch_size <= 65536:
             raise ConfigError(f"batch_size must be between 1 and 65536, got {batch_size}")
         self._llm: Any = None
@@ -70,7 +123,20 @@ class LlamaCppRuntime(Runtime):
             raise ConfigError(
                 f"{artifact}: is a directory; the llama.cpp runtime loads a .gguf file"
             )
-        threads = (profile.effective_threads if profile else None) or _available_cores()
+        self.load_warnings = []
+        fallback = check_backend(profile, allow_cpu_fallback=self._allow_cpu_fallback)
+        if fallback:
+            self.load_warnings.append(fallback)
+        gpu_layers = profile.effective_gpu_layers if profile and not fallback else 0
+        cores = _available_cores()
+        threads = (profile.effective_threads if profile else None) or cores
+        if threads > cores:
+            # A profile describes its target, not this machine: more threads than cores
+            # only make llama.cpp's workers wait for each other.
+            self.load_warnings.append(f"profile {profile.name if profile else ''} asks for "
+                                      f"{threads} threads; this machine has {cores} cores, "
+                                      f"so {cores} are used")
+            threads = cores
         n_ctx = context_length
         if n_ctx is None:
             n_ctx = profile.default_context if profile else _DEFAULT_CONTEXT
@@ -85,7 +151,7 @@ class LlamaCppRuntime(Runtime):
             n_batch=self._batch_size,
             n_threads=threads,
             n_threads_batch=threads,
-            n_gpu_layers=profile.effective_gpu_layers if profile else 0,
+            n_gpu_layers=gpu_layers,
             use_mmap=True,
             verbose=False,
         )

@@ -35,8 +35,13 @@ def artifact_format(artifact: Path) -> str:
 
 
 def open_runtime(artifact: Path, profile: HardwareProfile | None = None, *,
-                 context_length: int | None = None) -> Runtime:
+                 context_length: int | None = None,
+                 allow_cpu_fallback: bool = False) -> Runtime:
     """A loaded runtime for ``artifact``: llama.cpp for GGUF, ONNX Runtime for ONNX.
+
+    A GGUF artifact on a GPU profile needs a llama.cpp built with that backend; without it,
+    loading fails (RuntimeBackendError) unless ``allow_cpu_fallback``, when it runs on the CPU
+    and the runtime's ``load_warnings`` say so.
 
     Raises:
         ConfigError, ArtifactError: see :func:`artifact_format`.
@@ -47,7 +52,7 @@ def open_runtime(artifact: Path, profile: HardwareProfile | None = None, *,
     if fmt == "gguf":
         from edgeward.runtimes._llama_cpp import LlamaCppRuntime
 
-        runtime = LlamaCppRuntime()
+        runtime = LlamaCppRuntime(allow_cpu_fallback=allow_cpu_fallback)
     else:
         from edgeward.runtimes._onnx import OnnxRuntime
 
