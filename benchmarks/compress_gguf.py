@@ -13,7 +13,15 @@ Prints one JSON object with:
   (target within 10%);
 - ``auto_recipe``: for three small memory budgets, the choice against the least-KLD
   candidate that fits;
-- ``pruning``: quality against the number of pruned blocks (ShortGPT block influence).
+- ``pruning``: quality against the number of pruned blocks (ShortGPT block influence);
+- ``speed``: predicted ÷ measured decode tokens/s on this machine (its detected profile, the
+  bandwidth measured in the same run) for SmolLM2 at F16, Q8_0 and Q4_K_M (target 0.8-1.25);
+- ``plan_reuse``: a first profile's ``--plan`` against a second profile's and against
+  ``--out`` after ``--plan`` (targets <= 0.1 and <= 0.2), with a fresh candidate cache;
+- ``hf_roundtrip``: SmolLM2 through a Hugging Face directory and llama.cpp's converter
+  (greedy text of 3 prompts identical, mean KLD <= 0.001).
+
+``--only speed,plan_reuse,hf_roundtrip`` runs just those sections.
 
     .venv/bin/python benchmarks/compress_gguf.py [--eval-tokens 4096] [--quick]
 
@@ -99,7 +107,12 @@ def main() -> None:
     parser.add_argument("--eval-tokens", type=int, default=4096)
     parser.add_argument("--quick", action="store_true",
                         help="fewer types and tokens (a smoke run, not for the figures)")
+    parser.add_argument("--only", help="comma-separated sections: speed, plan_reuse, "
+                        "hf_roundtrip (the others need the whole run)")
     args = parser.parse_args()
+    if args.only:
+        only(set(args.only.split(",")), quick=args.quick)
+        return
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} is missing: this benchmark needs the shared texts")
     src = smollm2_gguf()
@@ -129,7 +142,7 @@ def main() -> None:
     # 1. The quality table.
     log(f"quality table: {len(types)} types x {eval_tokens} tokens")
     cands = evaluate_candidates(src, [QuantRecipe(type=t) for t in types], work_dir=work,
-                                profile=roomy, context=2048, budget_bytes=1 << 40,
+                                profile=roomy, context=2048, headroom=0.0,
                                 options=options, reporter=Reporter())
     out["quality_table"] = [quality_row(c) for c in cands]
     out["ppl_reference"] = round(cands[0].quality.ppl_ref, 4) if cands[0].quality else None
@@ -277,8 +290,127 @@ def main() -> None:
                       else None}
 
     checkpoint()
+
+    # 8-10. Speed estimate, plans measured once, the Hugging Face round trip.
+    log("speed, plan reuse, HF round trip")
+    out["speed"] = speed_section(src, work)
+    out["plan_reuse"] = plan_reuse_section(src, work, quick=args.quick)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _hf_roundtrip import measure_roundtrip
+
+    out["hf_roundtrip"] = measure_roundtrip(src)
+    checkpoint()
     print(json.dumps(out, indent=2))
     partial.unlink(missing_ok=True)
+
+
+def decode_tps(path: Path, threads: int, n: int = 64) -> float:
+    """Decode tokens/s after a 40-token prompt (best of three runs of ``n`` tokens)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads,
+                n_gpu_layers=0, verbose=False)
+    try:
+        toks = llm.tokenize(b"The quick brown fox jumps over the lazy dog. " * 4)[:40]
+        best = 0.0
+        for _ in range(3):
+            llm.reset()
+            llm.eval(toks)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                llm.eval([toks[-1]])
+            best = max(best, n / (time.perf_counter() - t0))
+        return best
+    finally:
+        llm.close()
+
+
+def speed_section(src: Path, work: Path) -> dict[str, Any]:
+    """Predicted ÷ measured decode speed on this machine for F16, Q8_0 and Q4_K_M."""
+    from edgeward.compress import estimate_decode, place
+    from edgeward.hardware_profiles import detect_profile
+
+    f16 = work / "speed-F16.gguf"
+    quantize(src, f16, QuantRecipe(type="F16"), force=True)
+    rows = []
+    for t in ("F16", "Q8_0", "Q4_K_M"):
+        path = f16 if t == "F16" else work / f"speed-{t}.gguf"
+        if t != "F16":
+            quantize(f16, path, QuantRecipe(type=t), force=True)
+        local = detect_profile().profile  # bandwidth measured now, beside the decode run
+        threads = local.cores or 1
+        measured = decode_tps(path, threads)
+        header = read_gguf_header(path)
+        est = estimate_decode(header, local, place(header, local, n_ctx=512), n_past=72,
+                              threads=threads)
+        rows.append({"type": t, "size_mib": round(header.file_size / 2**20, 1),
+                     "measured_tps": round(measured, 1),
+                     "predicted_tps": round(est.tokens_per_s, 1),
+                     "ratio": round(est.tokens_per_s / measured, 3), "bound": est.bound,
+                     "bandwidth_gbps": local.bandwidth_gbps,
+                     "compute_tflops": local.compute_tflops})
+    ratios = [r["ratio"] for r in rows]
+    return {"rows": rows, "target": [0.8, 1.25],
+            "met": all(0.8 <= r <= 1.25 for r in ratios),
+            "bandwidth_only_ratio_q8_0": round(
+                rows[1]["bandwidth_gbps"] * 1e9 / (rows[1]["size_mib"] * 2**20)
+                / rows[1]["measured_tps"], 2)}
+
+
+def plan_reuse_section(src: Path, work: Path, *, quick: bool) -> dict[str, Any]:
+    """A first plan, a second profile's plan and ``--out`` after ``--plan`` (fresh cache)."""
+    from edgeward.compress import compress_auto, plan_gguf
+    from edgeward.hardware_profiles import get_profile
+
+    cache = work / "plan-cache"
+    options = CompressOptions(eval=EvalConfig(n_ctx=512, eval_tokens=1024 if quick else 4096),
+                              cache_dir=cache)
+    types = ("Q8_0", "Q4_K_M", "Q2_K") if quick else None
+    pi, desk = get_profile("raspberry-pi-5-8gb"), get_profile("core-avx2-16gb")
+    t0 = time.perf_counter()
+    first = plan_gguf(src, pi, types=types, options=options)
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    second = plan_gguf(src, desk, types=types, options=options)
+    t_second = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = compress_auto(src, work / "plan-out.gguf", pi, types=types, options=options)
+    t_out = time.perf_counter() - t0
+    return {"candidates": len(first.candidates),
+            "first_plan_s": round(t_first, 2), "second_profile_plan_s": round(t_second, 2),
+            "out_after_plan_s": round(t_out, 2),
+            "second_over_first": round(t_second / t_first, 4),
+            "out_over_first": round(t_out / t_first, 4),
+            "targets": {"second_over_first": 0.1, "out_over_first": 0.2},
+            "second_all_cached": all(c.cached for c in second.candidates),
+            "out_choice": report.to_dict()["recipe"]["type"]}
+
+
+def only(sections: set[str], *, quick: bool) -> None:
+    unknown = sections - {"speed", "plan_reuse", "hf_roundtrip"}
+    if unknown:
+        raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}")
+    src = smollm2_gguf()
+    out: dict[str, Any] = {"benchmark": "compress_gguf", "sections": sorted(sections),
+                           "machine": {"cores": len(os.sched_getaffinity(0)),
+                                       "arch": platform.machine(),
+                                       "python": platform.python_version()},
+                           "model": str(src)}
+    with tempfile.TemporaryDirectory(prefix="edgeward-bench-") as tmp:
+        work = Path(tmp)
+        if "speed" in sections:
+            log("speed: predicted / measured decode")
+            out["speed"] = speed_section(src, work)
+        if "plan_reuse" in sections:
+            log("plan reuse: first plan, second profile, --out after --plan")
+            out["plan_reuse"] = plan_reuse_section(src, work, quick=quick)
+        if "hf_roundtrip" in sections:
+            log("HF round trip")
+            sys.path.insert(0, str(Path(__file__).parent))
+            from _hf_roundtrip import measure_roundtrip
+
+            out["hf_roundtrip"] = measure_roundtrip(src)
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,10 +76,56 @@ def _rich_reporter(progress: Progress | None) -> Any:
     return RichReporter()
 
 
+def _plain_reporter() -> Any:
+    """Progress for a pipe or a log file: one line per step, and percentages with an ETA at
+    most every 10 % (or 30 s), no bars or control codes."""
+    from edgeward.compress import Reporter
+
+    class PlainReporter(Reporter):
+        def __init__(self) -> None:
+            self._step = ""
+            self._t0 = time.monotonic()
+            self._last_pct = -100
+            self._last_t = 0.0
+
+        def step(self, text: str) -> None:
+            self._step, self._t0, self._last_pct = text, time.monotonic(), -100
+            err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+        def progress(self, label: str, done: int, total: int) -> None:
+            if total <= 0:
+                return
+            pct = int(100 * done / total)
+            now = time.monotonic()
+            if pct < self._last_pct + 10 and now - self._last_t < 30 and done < total:
+                return
+            self._last_pct, self._last_t = pct, now
+            elapsed = now - self._t0
+            eta = elapsed * (total - done) / done if done else 0.0
+            err.print(f"  {label}: {pct}% ({done}/{total}), ETA {_clock(eta)}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+        def warn(self, text: str) -> None:
+            err.print(f"[yellow]warning:[/yellow] {text}")
+
+        def finish(self) -> None:
+            pass
+
+    return PlainReporter()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 @contextmanager
 def _reporter(quiet: bool) -> Iterator[Any]:
     if quiet:
         yield _rich_reporter(None)
+        return
+    if not err.is_terminal:
+        yield _plain_reporter()
         return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
@@ -96,8 +143,12 @@ def _check_gguf_args(src: Path, qtype: str | None, profile: str | None,
         raise ConfigError("--plan needs --profile NAME (the target to plan for)")
     if not plan and out_path is None:
         raise ConfigError("--out PATH is required (where to write the artifact)")
-    if not src.is_file():
-        raise ConfigError(f"{src}: no such model file")
+    if src.is_dir():
+        from edgeward.compress import check_hf_checkpoint
+
+        check_hf_checkpoint(src)  # a clear error for a directory that is not a checkpoint
+    elif not src.is_file():
+        raise ConfigError(f"{src}: no such model file or Hugging Face directory")
 
 
 def parse_size(text: str) -> int:
@@ -173,8 +224,9 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         fmt: str, block_size: int, lm_head: bool, optimize: str | None,
         prune_ffn: float | None, min_cosine: float, no_keep_reference: bool,
         no_fingerprint: bool, as_json: bool) -> None:
-    """Quantize SRC (a GGUF model) with llama.cpp and measure the result; with
-    `--format onnx`, export SRC to ONNX and quantize it with ONNX Runtime.
+    """Quantize SRC (a GGUF model, or a Hugging Face checkpoint directory, converted first
+    with llama.cpp's converter) with llama.cpp and measure the result; with `--format onnx`,
+    export SRC to ONNX and quantize it with ONNX Runtime.
 
     \b
     GGUF types: F16 BF16 Q8_0 Q6_K Q5_K_M Q5_K_S Q5_1 Q5_0 Q4_K_M Q4_K_S Q4_1 Q4_0 IQ4_XS IQ4_NL

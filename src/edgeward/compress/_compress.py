@@ -9,6 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgeward.compress._convert import (
+    ConversionInfo,
+    check_hf_checkpoint,
+    converted_gguf,
+    is_hf_checkpoint,
+)
 from edgeward.compress._pipeline import (
     DEFAULT_CANDIDATES,
     Candidate,
@@ -73,13 +79,15 @@ def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
     t0 = time.perf_counter()
     imatrix_data, imatrix_info = _load_imatrix(imatrix_path, recipe)
     with work_directory(out.parent) as work:
+        src, conversion = _resolve_source(src, work, options, reporter)
         (cand,) = evaluate_candidates(
             src, [recipe], work_dir=work, profile=profile, context=ctx, headroom=0.0,
             options=options, reporter=reporter, imatrix_data=imatrix_data,
             imatrix_sha256=imatrix_info["sha256"] if imatrix_info else None)
         materialize(src, cand, options=options, reporter=reporter, imatrix_data=imatrix_data)
         return _install(src, out, cand, plan=None, profile=profile, ctx=ctx, options=options,
-                        t0=t0, imatrix_info=imatrix_info, reporter=reporter)
+                        t0=t0, imatrix_info=imatrix_info, reporter=reporter,
+                        conversion=conversion)
 
 
 def default_candidates(profile: HardwareProfile) -> tuple[str, ...]:
@@ -124,7 +132,8 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | Non
     recipes = recipes_for(types, base=base, has_imatrix=imatrix_data is not None)
 
     def run(work: Path) -> Plan:
-        cands = evaluate_candidates(src, recipes, work_dir=work, profile=profile, context=ctx,
+        gguf, conversion = _resolve_source(src, work, options, reporter)
+        cands = evaluate_candidates(gguf, recipes, work_dir=work, profile=profile, context=ctx,
                                     headroom=headroom, options=options, reporter=reporter,
                                     imatrix_data=imatrix_data,
                                     imatrix_sha256=imatrix_info["sha256"] if imatrix_info
@@ -136,7 +145,8 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | Non
             int(profile.memory_bytes * (1.0 - headroom))
         host = first.host_budget_bytes if first and gpu and profile.discrete_gpu else None
         return Plan(profile, ctx, budget, headroom, cands, choice, reason,
-                    host_budget_bytes=host, warnings=_plan_warnings(src, choice))
+                    host_budget_bytes=host, warnings=_plan_warnings(gguf, choice),
+                    source=gguf, conversion=conversion)
 
     if work_dir is not None:
         return run(work_dir)
@@ -192,10 +202,12 @@ def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
                 "MiB. Try a shorter --context, more --candidates, or relax the limits."
             )
         imatrix_data, imatrix_info = _load_imatrix(imatrix_path, plan.choice.recipe)
-        materialize(src, plan.choice, options=options, reporter=reporter,
+        gguf = plan.source or src
+        materialize(gguf, plan.choice, options=options, reporter=reporter,
                     imatrix_data=imatrix_data)
-        return _install(src, out, plan.choice, plan=plan, profile=profile, ctx=plan.context,
-                        options=options, t0=t0, imatrix_info=imatrix_info, reporter=reporter)
+        return _install(gguf, out, plan.choice, plan=plan, profile=profile, ctx=plan.context,
+                        options=options, t0=t0, imatrix_info=imatrix_info, reporter=reporter,
+                        conversion=plan.conversion)
 
 
 def make_imatrix(src: Path, out: Path, *, calibration: Path | None = None, n_ctx: int = 512,
@@ -251,7 +263,8 @@ def prune_plan(src: Path, k: int, *, calibration: Path | None = None, n_ctx: int
 
 def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
              profile: HardwareProfile | None, ctx: int, options: CompressOptions, t0: float,
-             imatrix_info: dict[str, Any] | None, reporter: Reporter) -> CompressionReport:
+             imatrix_info: dict[str, Any] | None, reporter: Reporter,
+             conversion: ConversionInfo | None = None) -> CompressionReport:
     """Move the candidate into place as ``out`` and write its report and card."""
     if out.exists() and not options.force:
         raise ConfigError(f"{out}: already exists; pass --force to replace it")
@@ -262,7 +275,7 @@ def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
     reporter.step("hashing the artifact and writing the report")
     text = evaluation_text(options.eval_text) if options.evaluate else None
     report = CompressionReport(
-        source=_source_info(src),
+        source=_source_info(src, conversion),
         artifact=out,
         artifact_sha256=sha256_file(out),
         chosen=cand,
@@ -286,8 +299,40 @@ def _report_warnings(src: Path, cand: Candidate, plan: Plan | None) -> list[str]
                   if "already quantized" not in w or not out]
 
 
-def _source_info(src: Path) -> dict[str, Any]:
+def _resolve_source(src: Path, work: Path, options: CompressOptions,
+                    reporter: Reporter) -> tuple[Path, ConversionInfo | None]:
+    """The GGUF to compress: ``src`` itself, or a Hugging Face directory converted to
+    F16/BF16 with llama.cpp's converter (kept in the cache, so it is converted once)."""
+    if not Path(src).is_dir():
+        return src, None
+    if not is_hf_checkpoint(src):
+        check_hf_checkpoint(src)  # raises with what is missing
+    reporter.step(f"converting {src} to GGUF with llama.cpp's converter")
+    gguf, info = converted_gguf(src, cache_dir=options.cache_dir, work_dir=work,
+                                progress=lambda d, t: reporter.progress("convert", d, t))
+    if info.reused:
+        reporter.step(f"converted before: {gguf.name} (cache)")
+    return gguf, info
+
+
+def _source_info(src: Path, conversion: ConversionInfo | None = None) -> dict[str, Any]:
     h = read_gguf_header(src)
+    if conversion is not None:
+        # The source is what the user gave: the directory, by the digest of its files.
+        return {
+            "path": str(conversion.source),
+            "format": "huggingface",
+            "sha256": conversion.source_digest,
+            "digest_method": "sha256 over the sorted (file name, sha256) of the files the "
+                             "converter reads",
+            "conversion": conversion.to_dict() | {"gguf_sha256": sha256_file(src)},
+            "size_bytes": h.file_size,
+            "name": h.metadata.get("general.name"),
+            "architecture": h.architecture,
+            "n_params": h.n_params,
+            "file_type": h.metadata.get("general.file_type"),
+            "license": h.metadata.get("general.license"),
+        }
     return {
         "path": str(src),
         "sha256": sha256_file(src),

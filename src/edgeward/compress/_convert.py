@@ -553,17 +553,22 @@ def _check_gguf(path: Path, *, what: str, size: int | None = None) -> None:
 
 
 def _check_vocab_loads(path: Path, src_dir: Path) -> None:
-    """Load the GGUF's vocabulary in a child llama.cpp: a tokenizer that llama.cpp cannot
-    build (the converter wrote a SentencePiece vocabulary for byte-level BPE tokens, say)
-    aborts the process that loads it, so it is caught here instead of in the caller."""
-    code = "import sys, llama_cpp; llama_cpp.Llama(sys.argv[1], vocab_only=True, verbose=False)"
+    """Load the GGUF's vocabulary in a child llama.cpp and tokenize a probe text: a tokenizer
+    llama.cpp cannot use (a SentencePiece vocabulary the converter wrote for byte-level BPE
+    tokens, say) aborts the process on its first tokenization, so it is caught here, in a
+    child, instead of in the caller."""
+    code = ("import sys, llama_cpp\n"
+            "m = llama_cpp.Llama(sys.argv[1], vocab_only=True, verbose=False)\n"
+            "m.detokenize(m.tokenize('Hello, world!\\n\\t123 caf\u00e9 <|x|>'.encode(), "
+            "add_bos=True, special=True))\n")
+    env = dict(os.environ, GGML_NO_BACKTRACE="1")  # no gdb backtrace of the expected abort
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, check=False, stdin=subprocess.DEVNULL, timeout=600)
+                          text=True, check=False, stdin=subprocess.DEVNULL, timeout=600, env=env)
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr or "").splitlines()
-                 if ln.strip() and not _TRACEBACK.match(ln) and not ln.startswith("#")]
+                 if re.search(r"terminate called|what\(\)|Error", ln)]
         raise ArtifactError(
-            f"{src_dir}: llama.cpp cannot load the vocabulary of the converted GGUF "
+            f"{src_dir}: llama.cpp cannot load or use the vocabulary of the converted GGUF "
             f"({' | '.join(lines[-2:]) or f'exit status {proc.returncode}'}); the tokenizer "
             "files do not match the model's tokenizer (check tokenizer_config.json's "
             "tokenizer_class and tokenizer.json)")

@@ -152,6 +152,8 @@ class Plan:
     reason: str
     host_budget_bytes: int | None = None
     warnings: list[str] = field(default_factory=list)
+    source: Path | None = None  # the GGUF planned from (a converted checkpoint's GGUF)
+    conversion: Any = None  # ConversionInfo when the source was a Hugging Face directory
 
     @property
     def backend(self) -> str:
@@ -173,6 +175,7 @@ class Plan:
             "speed_note": ("predicted tokens/s are estimates: a roofline of memory and compute "
                            "calibrated on one machine (docs/compression.md)"),
             "warnings": list(self.warnings),
+            "conversion": self.conversion.to_dict() if self.conversion is not None else None,
         }
 
 
