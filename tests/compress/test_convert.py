@@ -21,13 +21,8 @@ from edgeward.compress import (
     install_converter,
     is_hf_checkpoint,
 )
-from edgeward.compress._convert import (
-    CONVERTER_ENV,
-    STAMP_NAME,
-    resolve_outtype,
-    source_digest,
-    supported_architectures,
-)
+from edgeward.compress._convert import resolve_outtype, source_digest
+from edgeward.compress._converter import CONVERTER_ENV, STAMP_NAME, supported_architectures
 from edgeward.errors import ArtifactError, ConfigError
 from edgeward.runtimes import llama_cpp_version, read_gguf_header
 
@@ -49,6 +44,8 @@ mode = os.environ.get("FAKE_MODE", "ok")
 print("INFO:hf-to-gguf:Loading model: x", file=sys.stderr)
 if mode == "crash":
     raise KeyError("model.embed_tokens.weight")
+if mode == "nomodule":
+    import sentencepiece_is_not_here
 if mode == "unsupported":
     print("ERROR:hf-to-gguf:Model FooForCausalLM is not supported", file=sys.stderr)
     sys.exit(1)
@@ -354,6 +351,7 @@ def test_convert_runs_the_converter_offline_and_renames_into_place(
     ("crash", ArtifactError, r"exit status 1\): .*KeyError: 'model\.embed_tokens\.weight'"),
     ("unsupported", ConfigError, "does not support this model.*FooForCausalLM is not supported"),
     ("garbage", ArtifactError, "not a GGUF file"),
+    ("nomodule", ConfigError, "needs the Python package 'sentencepiece_is_not_here'.*pip install"),
 ])
 def test_a_failed_conversion_leaves_nothing_and_quotes_the_converter(
         mode: str, error: type[Exception], message: str, converter: Path, fake_env: Path,
@@ -413,3 +411,14 @@ def test_the_converter_missing_is_a_config_error(tmp_path: Path,
     monkeypatch.setenv(CONVERTER_ENV, str(tmp_path / "none"))
     with pytest.raises(ConfigError, match="install_llama_converter"):
         convert_checkpoint(hf_dir(tmp_path / "m"), tmp_path / "m.gguf")
+
+
+def test_relative_paths_work_though_the_converter_runs_elsewhere(
+        converter: Path, fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hf_dir(tmp_path / "m")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    info = convert_checkpoint(Path("m"), Path("out") / "m.gguf")
+    assert (tmp_path / "out" / "m.gguf").is_file() and info.size_bytes > 0
+    (call,) = _calls(fake_env)
+    assert call["args"][0] == str(tmp_path / "m")  # type: ignore[index]

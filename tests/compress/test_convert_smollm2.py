@@ -31,7 +31,7 @@ from edgeward.compress import (
     install_converter,
     quantize,
 )
-from edgeward.compress._convert import CONVERTER_ENV
+from edgeward.compress._converter import CONVERTER_ENV
 from edgeward.errors import ArtifactError, ConfigError
 from edgeward.runtimes import LlamaCppRuntime, SamplingParams, read_gguf_header
 

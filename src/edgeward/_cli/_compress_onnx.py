@@ -1,5 +1,5 @@
-"""The ONNX path of ``edgeward compress run --format onnx``: argument checks, the plan table
-and the result line; the work is :mod:`edgeward.compress._onnx_pipeline`'s."""
+"""The ONNX face of ``edgeward compress run``: its options, the plan table and the result
+lines; the work is :func:`edgeward.compress.compress`'s."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from edgeward._cli._output import emit, out, state
+from edgeward._cli._output import out, state
 from edgeward.errors import ConfigError
 
-__all__ = ["run_onnx"]
+__all__ = ["onnx_options", "print_onnx_plan", "print_onnx_report"]
 
 
 def _onnx_texts(calibration_text: Path | None, eval_text: Path | None, qtype: str | None,
@@ -62,64 +62,34 @@ def _onnx_plan_table(plan: dict[str, Any]) -> Table:
     return table
 
 
-def run_onnx(src: Path, qtype: str | None, profile: str | None, out_path: Path | None,
-              plan: bool, extra: dict[str, Any], as_json: bool, *,
-              fingerprint: bool = True) -> None:
-    """The ONNX path of `compress run` (see edgeward.compress._onnx_pipeline)."""
-    from edgeward.compress import (
-        ONNX_TYPES,
-        OnnxOptions,
-        compress_onnx,
-        plan_onnx,
-    )
-    from edgeward.hardware_profiles import resolve_profile
+def onnx_options(calibration_text: Path | None, eval_text: Path | None, qtype: str | None,
+                 prune_ffn: float | None, *, evaluate: bool, block_size: int, lm_head: bool,
+                 optimize: str | None, keep_reference: bool) -> Any:
+    """The ``OnnxOptions`` of ``compress run --format onnx`` (texts read here)."""
+    from edgeward.compress import OnnxOptions
 
-    if qtype is not None and qtype not in ONNX_TYPES:
-        raise ConfigError(f"--format onnx: --type is one of {', '.join(ONNX_TYPES)}, "
-                          f"not {qtype!r}")
-    if qtype is None and not profile:
-        raise ConfigError("--format onnx needs --type (one of "
-                          f"{', '.join(ONNX_TYPES)}) or --profile NAME to choose one")
-    if plan and not profile:
-        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
-    if not plan and out_path is None:
-        raise ConfigError("--out DIR is required (the ONNX model directory to write)")
-    if not src.exists():
-        raise ConfigError(f"{src}: no such model directory or file")
-    texts, evaluation = _onnx_texts(extra.pop("calibration_text"), extra.pop("eval_text"),
-                                    qtype, extra.get("prune_ffn"))
+    texts, evaluation = _onnx_texts(calibration_text, eval_text, qtype, prune_ffn)
     # third-party warnings and logs (torch, transformers, ONNX Runtime) only with --debug
-    options = OnnxOptions(calibration_texts=texts, eval_text=evaluation,
-                          third_party_output=state.debug, **extra)
-    prof = resolve_profile(profile) if profile else None
-    if plan:
-        assert prof is not None
-        result = plan_onnx(src, prof, kinds=[qtype] if qtype else None, options=options)
-        for row in result["candidates"]:
-            row.pop("path", None)
+    return OnnxOptions(calibration_texts=texts, eval_text=evaluation, evaluate=evaluate,
+                       block_size=block_size, lm_head=lm_head, optimize=optimize,
+                       prune_ffn=prune_ffn, keep_reference=keep_reference,
+                       third_party_output=state.debug)
 
-        def show_plan() -> None:
-            out.print(_onnx_plan_table(result))
-            out.print(f"choice: {result['choice']} — {result['reason']}")
 
-        emit(as_json, result, show_plan)
-        return
-    assert out_path is not None
-    report = compress_onnx(src, out_path, qtype, profile=prof, options=options)
-    if fingerprint:
-        from edgeward._cli.behaviour import fingerprint_built
+def print_onnx_plan(plan: dict[str, Any]) -> None:
+    """The ONNX plan table and its choice."""
+    out.print(_onnx_plan_table(plan))
+    out.print(f"choice: {plan['choice']} — {plan['reason']}")
 
-        report = {**report, **fingerprint_built(Path(report.get("out") or out_path), as_json)}
 
-    def human() -> None:
-        if report.get("plan"):
-            out.print(_onnx_plan_table(report["plan"]))
-        out.print(f"wrote {report['out']} ({report['type']}, "
-                  f"{report['size_bytes'] / 2**20:.1f} MiB, {report['size_ratio']:.2f} of "
-                  f"fp32); {_onnx_quality(report['quality'])}", markup=False)
-        floats = (report.get("float_tensors") or {}).get("note")
-        if floats:
-            out.print(floats, markup=False)
-        out.print(report["reference_note"], markup=False)
-
-    emit(as_json, report, human)
+def print_onnx_report(report: dict[str, Any]) -> None:
+    """What an ONNX compression wrote, in a few lines."""
+    if report.get("plan"):
+        out.print(_onnx_plan_table(report["plan"]))
+    out.print(f"wrote {report['out']} ({report['type']}, "
+              f"{report['size_bytes'] / 2**20:.1f} MiB, {report['size_ratio']:.2f} of "
+              f"fp32); {_onnx_quality(report['quality'])}", markup=False)
+    floats = (report.get("float_tensors") or {}).get("note")
+    if floats:
+        out.print(floats, markup=False)
+    out.print(report["reference_note"], markup=False)

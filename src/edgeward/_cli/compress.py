@@ -135,22 +135,6 @@ def _reporter(quiet: bool) -> Iterator[Any]:
         reporter.finish()
 
 
-def _check_gguf_args(src: Path, qtype: str | None, profile: str | None,
-                     out_path: Path | None, *, plan: bool) -> None:
-    if not qtype and not profile:
-        raise ConfigError("say what to make: --type TYPE, or --profile NAME to choose a recipe")
-    if plan and not profile:
-        raise ConfigError("--plan needs --profile NAME (the target to plan for)")
-    if not plan and out_path is None:
-        raise ConfigError("--out PATH is required (where to write the artifact)")
-    if src.is_dir():
-        from edgeward.compress import check_hf_checkpoint
-
-        check_hf_checkpoint(src)  # a clear error for a directory that is not a checkpoint
-    elif not src.is_file():
-        raise ConfigError(f"{src}: no such model file or Hugging Face directory")
-
-
 def parse_size(text: str) -> int:
     """``"80MB"``, ``"100MiB"``, ``"1.5G"`` or plain bytes -> bytes."""
     m = _SIZE.match(text)
@@ -194,9 +178,10 @@ def parse_size(text: str) -> int:
 @click.option("--no-cache", is_flag=True, help="Do not cache reference logits.")
 @click.option("--threads", type=click.IntRange(1), help="Threads [default: all cores].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
-@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf",
-              show_default=True, help="onnx: SRC is an ONNX or Hugging Face model directory "
-              "(or a GGUF to export), OUT a directory, and --type one of fp32, int8-dynamic, "
+@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]),
+              help="The artifact's format [default: gguf for a GGUF file or a causal-LM "
+              "Hugging Face checkpoint, onnx for an ONNX or other Hugging Face model "
+              "directory]. onnx: OUT is a directory and --type one of fp32, int8-dynamic, "
               "int8-static, int8-weight, int4, fp16 (or --profile to choose).")
 @click.option("--block-size", type=click.IntRange(16), default=32, show_default=True,
               help="onnx int4, int8-weight: weights per quantization block (a power of two).")
@@ -221,7 +206,7 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
         output_type: str | None, embedding_type: str | None, overrides: tuple[str, ...],
         pure: bool, eval_text: Path | None, calibration_text: Path | None, eval_tokens: int,
         eval_ctx: int, no_eval: bool, no_cache: bool, threads: int | None, force: bool,
-        fmt: str, block_size: int, lm_head: bool, optimize: str | None,
+        fmt: str | None, block_size: int, lm_head: bool, optimize: str | None,
         prune_ffn: float | None, min_cosine: float, no_keep_reference: bool,
         no_fingerprint: bool, as_json: bool) -> None:
     """Quantize SRC (a GGUF model, or a Hugging Face checkpoint directory, converted first
@@ -235,82 +220,76 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     ONNX types: fp32 int8-dynamic int8-static int8-weight int4 fp16 (docs/compression.md).
     """
     from edgeward.compress import (
-        QUANT_TYPES,
         CompressOptions,
+        CompressRequest,
         EvalConfig,
         QuantRecipe,
-        compress_auto,
-        compress_gguf,
+        compress,
         default_cache_dir,
-        plan_gguf,
-        prune_plan,
     )
     from edgeward.hardware_profiles import resolve_profile
 
-    if fmt == "onnx":
-        from edgeward._cli._compress_onnx import run_onnx
+    if src.is_dir() and fmt != "onnx" and not (src / "model.onnx").is_file() and \
+            (src / "config.json").is_file():
+        from edgeward.compress import check_hf_checkpoint
 
-        run_onnx(src, qtype, profile, out_path, plan, {
-            "calibration_text": calibration_text, "eval_text": eval_text,
-            "evaluate": not no_eval, "block_size": block_size, "lm_head": lm_head,
-            "optimize": optimize, "prune_ffn": prune_ffn, "headroom": headroom,
-            "context": context, "max_kld": max_kld, "min_cosine": min_cosine,
-            "force": force, "keep_reference": not no_keep_reference}, as_json,
-            fingerprint=not no_fingerprint)
-        return
-    _check_gguf_args(src, qtype, profile, out_path, plan=plan)
+        check_hf_checkpoint(src)  # a clear error for a directory that is almost a checkpoint
     options = CompressOptions(
         eval_text=eval_text, evaluate=not no_eval,
         eval=EvalConfig(n_ctx=eval_ctx, eval_tokens=eval_tokens, threads=threads),
         threads=threads, cache_dir=None if no_cache else default_cache_dir(), force=force)
-    prof = resolve_profile(profile) if profile else None
     parsed = tuple(_parse_override(o) for o in overrides)
+    recipe = None
+    if parsed or pure or output_type or embedding_type:
+        recipe = QuantRecipe(type="Q8_0", output_type=output_type,
+                             embedding_type=embedding_type, overrides=parsed, pure=pure)
+    onnx = None
+    onnx_flags = bool(lm_head or optimize or prune_ffn or no_keep_reference or block_size != 32)
+    if fmt == "onnx" or (fmt is None and (onnx_flags or (src.is_dir()
+                                                         and not _causal_lm_dir(src)))):
+        from edgeward._cli._compress_onnx import onnx_options
 
+        onnx = onnx_options(calibration_text, eval_text, qtype, prune_ffn,
+                            evaluate=not no_eval, block_size=block_size, lm_head=lm_head,
+                            optimize=optimize, keep_reference=not no_keep_reference)
+    request = CompressRequest(
+        source=src, out=out_path, format=fmt, profile=resolve_profile(profile) if profile
+        else None, type=qtype, candidates=_candidate_types(candidates), recipe=recipe,
+        prune_layers=prune_layers, imatrix=imatrix_path, calibration_text=calibration_text,
+        context=context, headroom=headroom, max_kld=max_kld,
+        target_size=parse_size(target_size) if target_size else None, min_cosine=min_cosine,
+        options=options, onnx=onnx, plan_only=plan)
     with _reporter(as_json) as reporter:
-        pruned: tuple[int, ...] = ()
-        prune_info = None
-        if prune_layers:
-            prune_info = prune_plan(src, prune_layers, calibration=calibration_text,
-                                    reporter=reporter)
-            pruned = tuple(prune_info["prune_layers"])
-        # What refines the recipe applies to a fixed type and to every planned candidate.
-        recipe = QuantRecipe(type=qtype or "Q8_0", output_type=output_type,
-                             embedding_type=embedding_type, overrides=parsed,
-                             imatrix=str(imatrix_path) if imatrix_path else None,
-                             prune_layers=pruned, pure=pure)
-        if plan or (profile and not qtype):
-            assert prof is not None
-            types = _candidate_types(candidates, QUANT_TYPES)
-            limits: dict[str, Any] = {
-                "types": types, "options": options, "context": context, "headroom": headroom,
-                "max_kld": max_kld, "imatrix_path": imatrix_path, "base": recipe,
-                "target_size": parse_size(target_size) if target_size else None,
-                "reporter": reporter}
-            if plan:
-                result = plan_gguf(src, prof, **limits)
-                payload = result.to_dict()
-            else:
-                assert out_path is not None
-                report = compress_auto(src, out_path, prof, **limits)
-                payload = report.to_dict()
+        result = compress(request, reporter=reporter)
+    payload = result.to_dict()
+    if result.artifact is not None and not no_fingerprint:
+        from edgeward._cli.behaviour import fingerprint_built
+
+        payload.update(fingerprint_built(result.artifact, as_json))
+    emit(as_json, payload, lambda: _print_result(result))
+
+
+def _causal_lm_dir(src: Path) -> bool:
+    from edgeward.compress import backends
+
+    return backends()["gguf"].accepts(src)
+
+
+def _print_result(result: Any) -> None:
+    """The plan table or the report, as each format shows it."""
+    if result.format == "onnx":
+        from edgeward._cli._compress_onnx import print_onnx_plan, print_onnx_report
+
+        if result.report is None:
+            assert result.plan is not None
+            print_onnx_plan(result.plan)
         else:
-            assert qtype is not None and out_path is not None
-            report = compress_gguf(src, out_path, recipe, options=options, profile=prof,
-                                   context=context, imatrix_path=imatrix_path,
-                                   reporter=reporter)
-            payload = report.to_dict()
-        if prune_info is not None:
-            payload["pruning"] = prune_info
-
-    if plan:
-        emit(as_json, payload, lambda: _print_plan(result))
+            print_onnx_report(result.report)
+        return
+    if result.report is None:
+        _print_plan(result.details["plan"])
     else:
-        if not no_fingerprint:
-            from edgeward._cli.behaviour import fingerprint_built
-
-            assert out_path is not None
-            payload.update(fingerprint_built(out_path, as_json))
-        emit(as_json, payload, lambda: _print_report(report))
+        _print_report(result.details["report"])
 
 
 @compress.command("imatrix")
@@ -372,13 +351,16 @@ def _parse_override(text: str) -> tuple[str, str]:
     return pattern, ggml_type
 
 
-def _candidate_types(text: str | None, known: dict[str, Any]) -> tuple[str, ...] | None:
-    """The ``--candidates`` list (None: the profile's defaults)."""
+def _candidate_types(text: str | None) -> tuple[str, ...] | None:
+    """The ``--candidates`` list (None: the profile's defaults; ``all``: every GGUF type
+    that is not F32/BF16)."""
     if not text:
         return None
     if text.strip().lower() == "all":
-        return tuple(k for k in known if k not in ("F32", "BF16"))
-    return tuple(t.strip().upper() for t in text.split(",") if t.strip())
+        from edgeward.compress import QUANT_TYPES
+
+        return tuple(k for k in QUANT_TYPES if k not in ("F32", "BF16"))
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def _print_plan(plan: Any) -> None:

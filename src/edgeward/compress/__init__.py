@@ -41,6 +41,14 @@ from edgeward.compress._convert import (
     is_hf_checkpoint,
 )
 from edgeward.compress._eval import EvalConfig, QualityReport, compute_reference, evaluate
+from edgeward.compress._front import (
+    CompressBackend,
+    CompressRequest,
+    CompressResult,
+    backends,
+    compress,
+    register_backend,
+)
 from edgeward.compress._memory import MemoryPrediction, measure_allocation, predict_memory
 from edgeward.compress._onnx_export import export_onnx
 from edgeward.compress._onnx_pipeline import (
@@ -73,7 +81,10 @@ __all__ = [
     "QUANT_TYPES",
     "Candidate",
     "ChartPoint",
+    "CompressBackend",
     "CompressOptions",
+    "CompressRequest",
+    "CompressResult",
     "CompressionReport",
     "ConversionInfo",
     "EvalConfig",
@@ -89,9 +100,11 @@ __all__ = [
     "Reporter",
     "SpeedEstimate",
     "Text",
+    "backends",
     "calibration_text",
     "check_hf_checkpoint",
     "choose",
+    "compress",
     "compress_auto",
     "compress_gguf",
     "compress_onnx",
@@ -120,6 +133,7 @@ __all__ = [
     "quant_type",
     "quantize",
     "quantize_onnx",
+    "register_backend",
     "render_text",
     "sha256_file",
 ]

@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from edgeward.compress._onnx_quant import ONNX_KINDS, quantize_onnx
 from edgeward.compress._onnx_tensors import float_tensors
 from edgeward.errors import ConfigError
 from edgeward.hardware_profiles import HardwareProfile
+from edgeward.provenance import BuildRecord, SourceModel
 
 __all__ = ["ONNX_TYPES", "OnnxOptions", "compress_onnx", "plan_onnx"]
 
@@ -285,6 +287,7 @@ def compress_onnx(src: Path, out: Path, kind: str | None, *,
             export, pruning, quantization or evaluation failed.
     """
     started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     src, out = Path(src), Path(out)
     if kind is not None and kind not in ONNX_TYPES:
         raise ConfigError(f"--type {kind!r} is not an ONNX type; use one of "
@@ -298,6 +301,7 @@ def compress_onnx(src: Path, out: Path, kind: str | None, *,
     with quiet_third_party(not options.third_party_output):
         report = _compress(src, out, kind, profile, options)
     report["seconds"] = round(time.perf_counter() - started, 2)
+    report["build"] = _build_record(src, report, profile, started_at).to_dict()
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     (out / CARD).write_text(model_card(report))
     return report
@@ -358,6 +362,23 @@ def _compress(src: Path, out: Path, kind: str | None, profile: HardwareProfile |
         for row in report["plan"]["candidates"]:
             row.pop("path", None)
     return report
+
+
+def _build_record(src: Path, report: dict[str, Any], profile: HardwareProfile | None,
+                  started_at: str) -> BuildRecord:
+    """What provenance signs about this build (the report's ``build``)."""
+    from edgeward.compress._pipeline import sha256_file
+    from edgeward.compress._report import tool_versions
+
+    source = SourceModel(name=src.name, sha256=sha256_file(src) if src.is_file() else None,
+                         uri=str(src))
+    recipe = {"format": "onnx", "type": report["type"], "task": report["task"],
+              **{k: v for k, v in report["options"].items() if v is not None},
+              "pruning": report.get("pruning")}
+    hw = None if profile is None else {"name": profile.name, "backend": profile.backend}
+    return BuildRecord(format="onnx", source_model=source, recipe=recipe, hardware_profile=hw,
+                       quality=report.get("quality"), tool_versions=tool_versions(),
+                       started_at=started_at)
 
 
 def _reference_note(reference: Path, size: int, source_is_onnx: bool, kept: bool) -> str:

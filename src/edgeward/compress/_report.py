@@ -13,6 +13,7 @@ from typing import Any
 from edgeward.compress._chart import ChartPoint, render_png
 from edgeward.compress._pipeline import Candidate, Plan
 from edgeward.hardware_profiles import HardwareProfile
+from edgeward.provenance import BuildRecord, SourceModel
 
 __all__ = ["CompressionReport", "output_paths", "tool_versions"]
 
@@ -94,7 +95,30 @@ class CompressionReport:
             "tools": tool_versions(),
             "warnings": self.warnings,
             "created_at": self.created_at,
+            "build": self.build_record().to_dict(),
         }
+
+    def build_record(self) -> BuildRecord:
+        """What provenance signs about this build (the report's ``build``)."""
+        src = self.source
+        name = src.get("name") or Path(str(src.get("path", "source"))).name
+        sha = src.get("sha256")
+        source = SourceModel(name=str(name), sha256=sha if isinstance(sha, str) else None,
+                             licence=src.get("license"), uri=str(src.get("path") or "") or None)
+        recipe = self.chosen.recipe.to_dict() | {
+            "format": "gguf", "bpw": round(self.chosen.result.bpw, 4),
+            "fallback_tensors": len(self.chosen.result.fallback_tensors),
+            "imatrix_sha256": (self.imatrix or {}).get("sha256")}
+        if src.get("conversion"):
+            recipe["conversion"] = src["conversion"]
+        profile = None
+        if self.profile is not None:
+            profile = {"name": self.profile.name, "context": self.context,
+                       "backend": self.profile.backend, "fits": self.chosen.fits}
+        return BuildRecord(
+            format="gguf", source_model=source, recipe=recipe, hardware_profile=profile,
+            quality=self.chosen.quality.to_dict() if self.chosen.quality else None,
+            tool_versions=tool_versions(), started_at=self.created_at)
 
     def write(self) -> dict[str, Path]:
         """Write the report, the model-card stub and (for a plan) the chart next to the
@@ -153,8 +177,10 @@ class CompressionReport:
         if q is None:
             lines.append("Not measured (`--no-eval`).")
         else:
+            reference = ("the dequantized form of the already quantized source (not the "
+                         "original weights)" if r.requantized else "the unquantized source")
             lines += [
-                f"Against the unquantized reference on {q.text} ({q.eval_tokens} scored tokens, "
+                f"Against {reference} on {q.text} ({q.eval_tokens} scored tokens, "
                 f"{q.n_ctx}-token chunks):",
                 "",
                 "| PPL | PPL (reference) | mean KLD | p99 KLD | top-1 agreement |",

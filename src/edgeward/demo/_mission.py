@@ -267,7 +267,7 @@ class _Mission:
         self.detail("the fleet manager sees all 3 devices online")
 
     def compress_and_sign(self) -> None:
-        from edgeward.compress import compress_auto
+        from edgeward.compress import CompressRequest, compress
         from edgeward.provenance import sign_artifact
 
         w = self.world
@@ -280,8 +280,11 @@ class _Mission:
                                f"{', '.join(self.options.candidates)}")
             out = w.models / d.profile.name / "smollm2-135m.gguf"
             out.parent.mkdir(parents=True, exist_ok=True)
-            report = compress_auto(self.source, out, d.profile, types=self.options.candidates,
-                                   options=opts, reporter=self.progress)
+            result = compress(CompressRequest(source=self.source, out=out, format="gguf",
+                                              profile=d.profile,
+                                              candidates=tuple(self.options.candidates),
+                                              options=opts), reporter=self.progress)
+            report: CompressionReport = result.details["report"]
             doc = report.to_dict()
             label = doc["type"]
             self.detail(f"chose {label}: {doc['size_bytes'] / 2**20:.0f} MiB, mean KLD "

@@ -44,7 +44,7 @@ from edgeward.provenance._keys import (
 from edgeward.provenance._log import FsyncPolicy, LogConfig, TamperEvidentLog
 from edgeward.provenance._logverify import LogReport, verify_log
 from edgeward.provenance._oms import oms_signature_path_for, sign_oms
-from edgeward.provenance._report import read_report
+from edgeward.provenance._report import BuildRecord, read_report
 from edgeward.provenance._statement import (
     IN_TOTO_PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -70,6 +70,7 @@ from edgeward.provenance._verify import (
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
     "PREDICATE_TYPE",
+    "BuildRecord",
     "CardInfo",
     "Envelope",
     "FsyncPolicy",

@@ -17,9 +17,16 @@ from edgeward.errors import ConfigError
 from edgeward.provenance._statement import CardInfo, SourceModel
 from edgeward.safeio import MAX_MANIFEST_BYTES, parse_json, read_text_capped
 
-__all__ = ["ReportDefaults", "defaults_from_report", "read_report", "report_path_for"]
+__all__ = [
+    "BuildRecord",
+    "ReportDefaults",
+    "defaults_from_report",
+    "read_report",
+    "report_path_for",
+]
 
 REPORT_SUFFIX = ".report.json"
+DIRECTORY_REPORT = "compression-report.json"  # inside a directory artifact (ONNX)
 _RECIPE_KEYS = ("type", "quant_type", "output_tensor_type", "token_embedding_type",
                 "tensor_overrides", "imatrix", "prune_layers", "fallback_tensors", "bpw")
 
@@ -40,6 +47,8 @@ def read_report(artifact: Path, *, path: Path | None = None) -> dict[str, Any] |
         ConfigError: an explicit path is missing, or the report is not a JSON object.
     """
     report = path or report_path_for(artifact)
+    if path is None and not report.exists() and Path(artifact).is_dir():
+        report = Path(artifact) / DIRECTORY_REPORT
     if not report.exists():
         if path is not None:
             raise ConfigError(f"{path}: no such report file")
@@ -86,7 +95,19 @@ def _obj(value: object) -> dict[str, Any] | None:
 
 
 def defaults_from_report(report: Mapping[str, Any]) -> ReportDefaults:
-    """Map a compression report's fields onto predicate fields, tolerating absences."""
+    """What a compression report says about the build: its ``build`` record when it has one
+    (every report this version writes), else its fields mapped tolerantly (older reports,
+    hand-made ones)."""
+    build = report.get("build")
+    if isinstance(build, Mapping):
+        try:
+            d = BuildRecord.from_dict(build).defaults()
+        except ConfigError:
+            pass  # a damaged record: fall back to the report's other fields
+        else:
+            card = _obj(report.get("model_card"))
+            return ReportDefaults(**{**d.__dict__,
+                                     "model_card": CardInfo.from_dict(card) if card else None})
     recipe = _obj(report.get("recipe"))
     if recipe is None:
         picked = {k: report[k] for k in _RECIPE_KEYS if k in report}
@@ -122,3 +143,67 @@ def defaults_from_report(report: Mapping[str, Any]) -> ReportDefaults:
         quality=_obj(report.get("quality")),
         model_card=CardInfo.from_dict(card) if card else None,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRecord:
+    """What a compression made, in the shape the provenance predicate records it.
+
+    The compression package writes it into its report under ``"build"``; provenance owns the
+    shape, so a statement takes the source, recipe, profile and quality from it as they are,
+    for every format, instead of guessing among a report's keys.
+
+    Attributes:
+        format: the artifact's format (``gguf``, ``onnx``).
+        source_model: the model it was made from.
+        recipe: how it was made (type, refinements, importance matrix, pruning).
+        hardware_profile: the profile it was chosen or measured for, if any.
+        quality: the quality figures against the reference.
+        tool_versions: the tools that shaped it.
+        started_at: when the build started (RFC 3339 UTC).
+    """
+
+    format: str
+    source_model: SourceModel | None
+    recipe: dict[str, Any]
+    hardware_profile: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    started_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the report's ``build`` object)."""
+        return {"format": self.format,
+                "source_model": self.source_model.to_dict() if self.source_model else None,
+                "recipe": self.recipe, "hardware_profile": self.hardware_profile,
+                "quality": self.quality, "tool_versions": dict(self.tool_versions),
+                "started_at": self.started_at}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BuildRecord:
+        """Read what :meth:`to_dict` wrote.
+
+        Raises:
+            ConfigError: a field of the wrong kind (named).
+        """
+        def obj(key: str) -> dict[str, Any] | None:
+            value = d.get(key)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"build record: {key!r} must be an object, got {value!r}")
+            return dict(value) if value is not None else None
+
+        src = obj("source_model")
+        fmt = d.get("format")
+        if not isinstance(fmt, str) or not fmt:
+            raise ConfigError(f"build record: 'format' must be a format name, got {fmt!r}")
+        return cls(format=fmt, source_model=SourceModel.from_dict(src) if src else None,
+                   recipe=obj("recipe") or {}, hardware_profile=obj("hardware_profile"),
+                   quality=obj("quality"),
+                   tool_versions={str(k): str(v) for k, v in (obj("tool_versions") or {}).items()},
+                   started_at=_timestamp(d.get("started_at")))
+
+    def defaults(self) -> ReportDefaults:
+        """As the defaults a statement takes."""
+        return ReportDefaults(started_at=self.started_at, tool_versions=dict(self.tool_versions),
+                              source_model=self.source_model, recipe=dict(self.recipe),
+                              profile=self.hardware_profile, quality=self.quality)

@@ -2,9 +2,9 @@
 fits, predicted tokens/s, measured quality) → compress with live progress → the report with a
 size-against-KLD chart → sign.
 
-The work runs in a thread worker calling the real pipeline (:func:`edgeward.compress.plan_gguf`,
-:func:`~edgeward.compress.compress_auto`; the ONNX path for ONNX and Hugging Face sources); its
-progress comes back as messages, so the screen never freezes.
+The work runs in a thread worker calling compression's front door
+(:func:`edgeward.compress.compress`, GGUF or ONNX by the model's format); its progress comes
+back as messages, so the screen never freezes.
 """
 
 from __future__ import annotations
@@ -23,28 +23,7 @@ from edgeward.errors import EdgewardError
 from edgeward.hardware_profiles import HardwareProfile, catalog
 from edgeward.tui._data import ModelEntry, human_bytes
 
-__all__ = ["CompressPane", "gguf_rows", "onnx_rows", "unique_output"]
-
-
-def gguf_rows(plan: Any) -> list[dict[str, Any]]:
-    """A GGUF plan's candidates as table rows."""
-    return [{"type": c.recipe.label, "size_bytes": c.result.size_bytes,
-             "memory_bytes": c.memory.total, "fits": c.fits,
-             "tokens_per_s": c.predicted_tokens_per_s, "kld": c.kld_mean, "quality": None,
-             "chosen": c is plan.choice} for c in plan.candidates]
-
-
-def onnx_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """An ONNX plan's candidates as table rows."""
-    rows = []
-    for r in plan["candidates"]:
-        q = r.get("quality") or {}
-        rows.append({"type": r["type"], "size_bytes": r["size_bytes"],
-                     "memory_bytes": r["predicted_memory_bytes"], "fits": r["fits"],
-                     "tokens_per_s": r.get("predicted_tokens_per_s"), "kld": q.get("kld_mean"),
-                     "quality": (f"cos {q['cosine_mean']:.4f}" if "cosine_mean" in q else None),
-                     "chosen": r["type"] == plan.get("choice")})
-    return rows
+__all__ = ["CompressPane", "unique_output"]
 
 
 def unique_output(directory: Path, stem: str, suffix: str) -> Path:
@@ -223,57 +202,37 @@ class CompressPane(Vertical):
 
     @work(thread=True, exclusive=True, group="compress")
     def _job(self, entry: ModelEntry, profile: HardwareProfile, *, install: bool) -> None:
+        from edgeward.compress import (
+            CompressOptions,
+            CompressRequest,
+            OnnxOptions,
+            compress,
+            default_cache_dir,
+            default_calibration_texts,
+        )
+
         ctx = self.app.ctx  # type: ignore[attr-defined]
         try:
-            if entry.format == "gguf":
-                self.post_message(self.Finished(*self._gguf(ctx, entry, profile, install)))
-            else:
-                self.post_message(self.Finished(*self._onnx(ctx, entry, profile, install)))
+            gguf = entry.format == "gguf"
+            out = None
+            if install:
+                stem = f"{entry.path.stem if gguf else entry.path.name}-{profile.name}"
+                out = unique_output(ctx.output_dir, stem if gguf else f"{stem}-onnx",
+                                    ".gguf" if gguf else "")
+            request = CompressRequest(
+                source=entry.path, out=out, format="gguf" if gguf else "onnx",
+                profile=profile, plan_only=not install,
+                candidates=tuple(ctx.candidates) if gguf and ctx.candidates else None,
+                options=ctx.compress_options or CompressOptions(cache_dir=default_cache_dir()),
+                # int8-static among the candidates calibrates on the built-in text, as the
+                # CLI does
+                onnx=None if gguf else OnnxOptions(
+                    calibration_texts=default_calibration_texts()))
+            result = compress(request, reporter=self._reporter())
+            self.post_message(self.Finished(result.rows(), result.reason, result.report,
+                                            result.artifact))
         except EdgewardError as e:
             self.post_message(self.Failed(str(e)))
-
-    def _gguf(self, ctx: Any, entry: ModelEntry, profile: HardwareProfile,
-              install: bool) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None,
-                                      Path | None]:
-        from edgeward.compress import (
-            DEFAULT_CANDIDATES,
-            CompressOptions,
-            compress_auto,
-            default_cache_dir,
-            plan_gguf,
-        )
-
-        options = ctx.compress_options or CompressOptions(cache_dir=default_cache_dir())
-        types = ctx.candidates or DEFAULT_CANDIDATES
-        if not install:
-            plan = plan_gguf(entry.path, profile, types=types, options=options,
-                             reporter=self._reporter())
-            return gguf_rows(plan), plan.reason, None, None
-        out = unique_output(ctx.output_dir, f"{entry.path.stem}-{profile.name}", ".gguf")
-        report = compress_auto(entry.path, out, profile, types=types, options=options,
-                               reporter=self._reporter())
-        assert report.plan is not None
-        return gguf_rows(report.plan), report.plan.reason, report.to_dict(), out
-
-    def _onnx(self, ctx: Any, entry: ModelEntry, profile: HardwareProfile,
-              install: bool) -> tuple[list[dict[str, Any]], str, dict[str, Any] | None,
-                                      Path | None]:
-        from edgeward.compress import (
-            OnnxOptions,
-            compress_onnx,
-            default_calibration_texts,
-            plan_onnx,
-        )
-
-        self.post_message(self.Progress("exporting and measuring every ONNX candidate"))
-        # int8-static among the candidates calibrates on the built-in text, as the CLI does
-        options = OnnxOptions(calibration_texts=default_calibration_texts())
-        if not install:
-            plan = plan_onnx(entry.path, profile, options=options)
-            return onnx_rows(plan), plan["reason"], None, None
-        out = unique_output(ctx.output_dir, f"{entry.path.name}-{profile.name}-onnx", "")
-        report = compress_onnx(entry.path, out, None, profile=profile, options=options)
-        return onnx_rows(report["plan"]), report["plan"]["reason"], report, out
 
     @work(thread=True, exclusive=True, group="compress")
     def _sign(self, artifact: Path, key_path: Path) -> None:
