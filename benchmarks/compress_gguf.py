@@ -21,7 +21,7 @@ Prints one JSON object with:
 - ``hf_roundtrip``: SmolLM2 through a Hugging Face directory and llama.cpp's converter
   (greedy text of 3 prompts identical, mean KLD <= 0.001).
 
-``--only speed,plan_reuse,hf_roundtrip`` runs just those sections.
+``--only speed,plan_reuse,hf_roundtrip,overhead`` runs just those sections.
 
     .venv/bin/python benchmarks/compress_gguf.py [--eval-tokens 4096] [--quick]
 
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="fewer types and tokens (a smoke run, not for the figures)")
     parser.add_argument("--only", help="comma-separated sections: speed, plan_reuse, "
-                        "hf_roundtrip (the others need the whole run)")
+                        "hf_roundtrip, overhead (the others need the whole run)")
     args = parser.parse_args()
     if args.only:
         only(set(args.only.split(",")), quick=args.quick)
@@ -204,33 +204,7 @@ def main() -> None:
 
     # 4. Pipeline overhead: interleaved, same input, same thread count.
     log("pipeline overhead")
-    times: dict[str, list[float]] = {"ours": [], "durable": [], "bare": []}
-
-    def run_variant(name: str, i: int) -> None:
-        os.sync()  # start each run with no dirty pages of the previous one
-        if name == "bare":
-            times["bare"].append(bare_quantize(src, work / f"oh-bare-{i}.gguf", 15, threads))
-            return
-        t0 = time.perf_counter()
-        quantize(src, work / f"oh-{name}.gguf", QuantRecipe(type="Q4_K_M"), threads=threads,
-                 force=True, durable=name == "durable")
-        times[name].append(time.perf_counter() - t0)
-
-    order = ["ours", "durable", "bare"]
-    for i in range(3 if args.quick else 9):
-        for name in order[i % 3:] + order[:i % 3]:  # rotate: no variant always goes first
-            run_variant(name, i)
-    ours, durable, bare = times["ours"], times["durable"], times["bare"]
-    out["pipeline_overhead"] = {
-        "edgeward_s": [round(x, 3) for x in ours],
-        "edgeward_durable_s": [round(x, 3) for x in durable],
-        "bare_s": [round(x, 3) for x in bare],
-        "ratio_median": round(statistics.median(ours) / statistics.median(bare), 3),
-        "ratio_median_durable": round(statistics.median(durable) / statistics.median(bare), 3),
-        "note": "ratio: validation, atomic temp-file + rename, log capture and fallback report "
-                "around the same llama_model_quantize call; durable adds an fsync of the "
-                "artifact, which the bare call leaves to the kernel",
-        "target": 1.10}
+    out["pipeline_overhead"] = overhead_section(src, work, threads, quick=args.quick)
     checkpoint()
 
     # 5. Memory prediction against llama.cpp's allocation.
@@ -325,6 +299,37 @@ def decode_tps(path: Path, threads: int, n: int = 64) -> float:
         llm.close()
 
 
+def overhead_section(src: Path, work: Path, threads: int, *, quick: bool) -> dict[str, Any]:
+    """edgeward's quantize against the bare llama_model_quantize call, interleaved."""
+    times: dict[str, list[float]] = {"ours": [], "durable": [], "bare": []}
+
+    def run_variant(name: str, i: int) -> None:
+        os.sync()  # start each run with no dirty pages of the previous one
+        if name == "bare":
+            times["bare"].append(bare_quantize(src, work / f"oh-bare-{i}.gguf", 15, threads))
+            return
+        t0 = time.perf_counter()
+        quantize(src, work / f"oh-{name}.gguf", QuantRecipe(type="Q4_K_M"), threads=threads,
+                 force=True, durable=name == "durable")
+        times[name].append(time.perf_counter() - t0)
+
+    order = ["ours", "durable", "bare"]
+    for i in range(3 if quick else 9):
+        for name in order[i % 3:] + order[:i % 3]:  # rotate: no variant always goes first
+            run_variant(name, i)
+    ours, durable, bare = times["ours"], times["durable"], times["bare"]
+    return {
+        "edgeward_s": [round(x, 3) for x in ours],
+        "edgeward_durable_s": [round(x, 3) for x in durable],
+        "bare_s": [round(x, 3) for x in bare],
+        "ratio_median": round(statistics.median(ours) / statistics.median(bare), 3),
+        "ratio_median_durable": round(statistics.median(durable) / statistics.median(bare), 3),
+        "note": "ratio: validation, atomic temp-file + rename, log capture and fallback report "
+                "around the same llama_model_quantize call; durable adds an fsync of the "
+                "artifact, which the bare call leaves to the kernel",
+        "target": 1.10}
+
+
 def speed_section(src: Path, work: Path) -> dict[str, Any]:
     """Predicted ÷ measured decode speed on this machine for F16, Q8_0 and Q4_K_M."""
     from edgeward.compress import estimate_decode, place
@@ -387,7 +392,7 @@ def plan_reuse_section(src: Path, work: Path, *, quick: bool) -> dict[str, Any]:
 
 
 def only(sections: set[str], *, quick: bool) -> None:
-    unknown = sections - {"speed", "plan_reuse", "hf_roundtrip"}
+    unknown = sections - {"speed", "plan_reuse", "hf_roundtrip", "overhead"}
     if unknown:
         raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}")
     src = smollm2_gguf()
@@ -398,6 +403,10 @@ def only(sections: set[str], *, quick: bool) -> None:
                            "model": str(src)}
     with tempfile.TemporaryDirectory(prefix="edgeward-bench-") as tmp:
         work = Path(tmp)
+        if "overhead" in sections:
+            log("pipeline overhead")
+            out["pipeline_overhead"] = overhead_section(src, work, len(os.sched_getaffinity(0)),
+                                                        quick=quick)
         if "speed" in sections:
             log("speed: predicted / measured decode")
             out["speed"] = speed_section(src, work)

@@ -167,8 +167,21 @@ def test_an_old_report_without_a_build_record_still_gives_defaults(tmp_path: Pat
     d = defaults_from_report({"recipe": {"type": "Q4_0"}, "quality": {"kld_mean": 0.1},
                               "source": {"name": "m", "path": "/m.gguf"}})
     assert d.recipe == {"type": "Q4_0"} and d.quality == {"kld_mean": 0.1}
-    damaged = defaults_from_report({"build": {"format": 3}, "recipe": {"type": "Q4_0"}})
-    assert damaged.recipe == {"type": "Q4_0"}  # a damaged record falls back
+    # a damaged record is refused, not guessed around
+    with pytest.raises(ConfigError, match="build record is damaged"):
+        defaults_from_report({"build": {"format": 3}, "recipe": {"type": "Q4_0"}})
+    with pytest.raises(ConfigError, match="source_model"):
+        defaults_from_report({"build": {"format": "gguf", "source_model": {"name": "m",
+                                                                          "digest": "x"}}})
+
+
+def test_a_build_record_reads_back_equal() -> None:
+    from edgeward.provenance import SourceModel
+
+    rec = BuildRecord(format="gguf", source_model=SourceModel(name="m", sha256="a" * 64),
+                      recipe={"type": "Q8_0"}, started_at="2026-12-04T18:00:00+00:00")
+    assert rec.started_at == "2026-12-04T18:00:00Z"
+    assert BuildRecord.from_dict(rec.to_dict()) == rec
 
 
 def test_an_onnx_directory_report_is_found_inside_it(tmp_path: Path) -> None:

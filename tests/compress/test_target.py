@@ -127,3 +127,51 @@ def test_the_catalog_gpus_have_compute_figures() -> None:
         assert (get_profile(name).compute_tflops or 0) > 0, name
     assert get_profile("rtx-4090-24gb").discrete_gpu
     assert not get_profile("jetson-orin-nano-8gb").discrete_gpu
+
+
+def test_the_runtime_offloads_what_the_plan_says_fits(wide_gguf: Path) -> None:
+    from edgeward.runtimes import check_backend, fit_gpu_layers
+
+    h = read_gguf_header(wide_gguf)
+    assert fit_gpu_layers(h, _gpu(4096), n_ctx=256, headroom=0.0) == 8  # all of them
+    half = place(h, _gpu(4096), n_ctx=256).gpu_bytes // 2 // 2**20
+    plan = place(h, _gpu(half), n_ctx=256)
+    assert 0 < plan.gpu_layers < 8
+    assert fit_gpu_layers(h, _gpu(half), n_ctx=256, headroom=0.0) == plan.gpu_layers
+    assert fit_gpu_layers(h, _cpu(4096), n_ctx=256) == 0
+    # a GPU profile that offloads nothing needs no GPU backend
+    import dataclasses
+
+    none = dataclasses.replace(_gpu(half), gpu_layers=0)
+    assert check_backend(none, backends=frozenset({"cpu"})) is None
+
+
+def test_an_untied_output_layer_that_stays_on_the_host_is_counted(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    # the same shapes and type as the embeddings: it must not be taken for a tied copy
+    path = tmp_path / "untied.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(2)
+    w.add_embedding_length(256)
+    w.add_head_count(4)
+    w.add_feed_forward_length(512)
+    w.add_context_length(512)
+    rng = np.random.default_rng(0)
+    w.add_tensor("token_embd.weight", rng.standard_normal((300, 256), dtype=np.float32))
+    w.add_tensor("output.weight", rng.standard_normal((300, 256), dtype=np.float32))
+    for i in range(2):
+        w.add_tensor(f"blk.{i}.attn_q.weight", rng.standard_normal((256, 256), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    h = read_gguf_header(path)
+    from edgeward.runtimes import block_bytes
+
+    parts = block_bytes(h)
+    assert not parts.tied and parts.output == parts.embd
+    no_room = place(h, _gpu(0 + 1), n_ctx=256)  # 1 MiB of VRAM: nothing offloaded
+    assert no_room.gpu_layers == 0
+    assert no_room.host_bytes >= parts.embd + parts.output

@@ -175,7 +175,8 @@ def parse_size(text: str) -> int:
 @click.option("--eval-ctx", type=click.IntRange(16), default=512, show_default=True,
               help="Tokens per evaluation chunk.")
 @click.option("--no-eval", is_flag=True, help="Skip the quality measurement.")
-@click.option("--no-cache", is_flag=True, help="Do not cache reference logits.")
+@click.option("--no-cache", is_flag=True, help="Measure everything again: no cached reference "
+              "logits, measured candidates or converted checkpoints.")
 @click.option("--threads", type=click.IntRange(1), help="Threads [default: all cores].")
 @click.option("--force", is_flag=True, help="Replace an existing artifact.")
 @click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]),
@@ -229,11 +230,6 @@ def run(src: Path, qtype: str | None, profile: str | None, out_path: Path | None
     )
     from edgeward.hardware_profiles import resolve_profile
 
-    if src.is_dir() and fmt != "onnx" and not (src / "model.onnx").is_file() and \
-            (src / "config.json").is_file():
-        from edgeward.compress import check_hf_checkpoint
-
-        check_hf_checkpoint(src)  # a clear error for a directory that is almost a checkpoint
     options = CompressOptions(
         eval_text=eval_text, evaluate=not no_eval,
         eval=EvalConfig(n_ctx=eval_ctx, eval_tokens=eval_tokens, threads=threads),
@@ -375,10 +371,11 @@ def _print_plan(plan: Any) -> None:
     table = Table(title=f"Candidates for {plan.profile.name} at {plan.context} tokens "
                         f"({budget})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = ["type", "MiB", "bpw", "memory MiB", "fits"]
+    # short headers: the table must read at 80 columns
+    columns = ["type", "MiB", "bpw", "mem MiB", "fits"]
     if gpu:
-        columns.append("GPU layers")
-    columns += ["tok/s*", "mean KLD", "top-1"]
+        columns.append("GPU")
+    columns += ["tok/s*", "KLD", "top-1"]
     for col in columns:
         table.add_column(col, justify="left" if col in ("type", "fits") else "right",
                          no_wrap=True)
@@ -396,14 +393,18 @@ def _print_plan(plan: Any) -> None:
                 f"{q.top1_agreement:.1%}" if q else "-"]
         table.add_row(*row)
     out.print(table)
-    notes = "* tok/s: an estimate (memory and compute roofline, docs/compression.md)"
+    notes = ("mem: predicted memory at the context; KLD: mean KLD against the reference; "
+             + ("GPU: blocks offloaded; " if gpu else "")
+             + "* tok/s: an estimate (memory and compute roofline, docs/compression.md)")
     if any(c.cached for c in plan.candidates):
         notes += "; ᶜ measured before (cache)"
     out.print(notes, style="dim")
     if gpu:
-        out.print(f"needs llama.cpp with the {plan.backend} backend "
-                  f"(see `edgeward profile show {plan.profile.name}`)", style="dim")
+        out.print(f"needs llama-cpp-python built with the {plan.backend} backend "
+                  "(docs/install.md)", style="dim")
     out.print(f"choice: {plan.choice.recipe.label if plan.choice else 'none'} — {plan.reason}")
+    if plan.reference:
+        out.print(f"quality reference: {plan.reference}", style="dim")
     for w in plan.warnings:
         err.print(f"[yellow]warning:[/yellow] {w}")
     points = [ChartPoint(c.recipe.label, c.result.size_bytes, c.kld_mean, c.fits,
@@ -423,6 +424,11 @@ def _print_report(report: Any) -> None:
     table.add_column("")
     table.add_row("type", d["recipe"]["type"] + (" (chosen for " + d["memory"]["profile"] + ")"
                                                  if d["plan"] else ""))
+    conv = (d.get("source") or {}).get("conversion")
+    if conv:
+        table.add_row("source", f"{conv['source']} (Hugging Face, {conv['architecture']}), "
+                      f"converted to {conv['outtype'].upper()} by llama.cpp's converter"
+                      + (" (cached)" if conv.get("reused") else ""))
     table.add_row("size", f"{d['size_bytes'] / 2**20:.1f} MiB, {d['bpw']:.2f} bits/weight")
     table.add_row("fallbacks", f"{len(d['fallback_tensors'])} tensor(s)")
     if q:

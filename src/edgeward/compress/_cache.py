@@ -19,13 +19,14 @@ import json
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeward.compress._eval import EvalConfig, QualityReport
 from edgeward.compress._quantize import FallbackTensor, QuantizeResult, QuantRecipe
 from edgeward.errors import ArtifactError
-from edgeward.runtimes import GGUFHeader, llama_cpp_version, parse_gguf_header
+from edgeward.runtimes import GGUFHeader, llama_backends, llama_cpp_version, parse_gguf_header
 
 __all__ = ["CachedCandidate", "CandidateCache", "candidate_key"]
 
@@ -55,6 +56,8 @@ def candidate_key(source_sha256: str, recipe: QuantRecipe, *, imatrix_sha256: st
             "n_ctx": eval_config.n_ctx, "eval_tokens": eval_config.eval_tokens,
             "top_k": eval_config.top_k},
         "llama_cpp": llama_cpp_version(),
+        "backends": sorted(llama_backends()),  # a CUDA rebuild of the same version differs
+        "edgeward": _edgeward_version(),  # the evaluation code is part of the measurement
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
@@ -117,6 +120,13 @@ class CandidateCache:
                 tmp.replace(final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _edgeward_version() -> str:
+    try:
+        return metadata.version("edgeward")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _recipe(d: dict[str, Any]) -> QuantRecipe:

@@ -56,7 +56,7 @@ _DEFAULT_CONTEXT = 4096  # tokens, for memory figures when no profile says
 def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
                   options: CompressOptions | None = None, profile: HardwareProfile | None = None,
                   context: int | None = None, imatrix_path: Path | None = None,
-                  reporter: Reporter | None = None) -> CompressionReport:
+                  reporter: Reporter | None = None, headroom: float = 0.0) -> CompressionReport:
     """Quantize ``src`` with one recipe into ``out``, measure it, write the report and card.
 
     Args:
@@ -68,6 +68,7 @@ def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
         context: context length for the memory figures (default: the profile's, else 4096).
         imatrix_path: an importance matrix file (GGUF imatrix format).
         reporter: progress receiver.
+        headroom: fraction of the profile's memories kept free when it says whether it fits.
 
     Raises:
         ConfigError, ArtifactError, ResourceError, RuntimeBackendError: see :func:`quantize`.
@@ -81,7 +82,7 @@ def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
     with work_directory(out.parent) as work:
         src, conversion = _resolve_source(src, work, options, reporter)
         (cand,) = evaluate_candidates(
-            src, [recipe], work_dir=work, profile=profile, context=ctx, headroom=0.0,
+            src, [recipe], work_dir=work, profile=profile, context=ctx, headroom=headroom,
             options=options, reporter=reporter, imatrix_data=imatrix_data,
             imatrix_sha256=imatrix_info["sha256"] if imatrix_info else None)
         materialize(src, cand, options=options, reporter=reporter, imatrix_data=imatrix_data)
@@ -144,14 +145,20 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | Non
         budget = (first.gpu_budget_bytes if gpu else first.host_budget_bytes) if first else \
             int(profile.memory_bytes * (1.0 - headroom))
         host = first.host_budget_bytes if first and gpu and profile.discrete_gpu else None
+        quantized_src = is_quantized(read_gguf_header(gguf))
         return Plan(profile, ctx, budget, headroom, cands, choice, reason,
                     host_budget_bytes=host, warnings=_plan_warnings(gguf, choice),
+                    reference=("the dequantized form of the already quantized source, not the "
+                               "original weights" if quantized_src else
+                               "the unquantized source (F16/BF16/F32)"),
                     source=gguf, conversion=conversion)
 
     if work_dir is not None:
         return run(work_dir)
     with work_directory(Path(os.environ.get("TMPDIR", "/tmp"))) as work:
-        return run(work)
+        plan = run(work)
+    plan.source = None  # it was in the scratch directory, which is gone
+    return plan
 
 
 def _plan_warnings(src: Path, choice: Candidate | None) -> list[str]:

@@ -386,8 +386,13 @@ def _check_vocab_loads(path: Path, src_dir: Path) -> None:
             "m.detokenize(m.tokenize('Hello, world!\\n\\t123 caf\u00e9 <|x|>'.encode(), "
             "add_bos=True, special=True))\n")
     env = dict(os.environ, GGML_NO_BACKTRACE="1")  # no gdb backtrace of the expected abort
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, check=False, stdin=subprocess.DEVNULL, timeout=600, env=env)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                              text=True, check=False, stdin=subprocess.DEVNULL, timeout=600,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"{src_dir}: llama.cpp took over 10 minutes to load the converted "
+                            "GGUF's vocabulary; the tokenizer files look wrong") from None
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr or "").splitlines()
                  if re.search(r"terminate called|what\(\)|Error", ln)]
@@ -435,7 +440,8 @@ def converted_gguf(src_dir: Path, *, cache_dir: Path | None, work_dir: Path,
     record = out.with_suffix(".json")
     cached = _cached(out, record, version=llama_cpp_version())
     if cached is not None:
-        return out, cached
+        # the same files may sit in another directory now: name the one given
+        return out, replace(cached, source=src_dir)
     info = _convert(src_dir, out, converter=converter, architecture=arch, outtype=resolved,
                     digest=digest, progress=progress)
     partial = record.with_name(record.name + ".partial")

@@ -103,6 +103,12 @@ class CompressRequest:
             raise ConfigError("--plan needs --profile NAME (the target to plan for)")
         if not self.plan_only and self.out is None:
             raise ConfigError("--out PATH is required (where to write the artifact)")
+        if self.plan_only and self.out is not None:
+            raise ConfigError("--plan writes nothing: drop --out to see the plan, or --plan to "
+                              "make the artifact (it reuses the plan's measurements)")
+        if self.candidates and self.type is not None and not self.plan_only:
+            raise ConfigError("--candidates is for the plan (--profile without --type); with "
+                              "--type the recipe is fixed")
         if not 0.0 <= self.headroom < 1.0:
             raise ConfigError(f"headroom {self.headroom} must be in [0, 1)")
         if self.format is not None and self.format not in _BACKENDS:
@@ -279,8 +285,11 @@ class GgufBackend:
 
     def accepts(self, source: Path) -> bool:
         if source.is_file():
-            with source.open("rb") as f:
-                return f.read(4) == b"GGUF"
+            try:
+                with source.open("rb") as f:
+                    return f.read(4) == b"GGUF"
+            except OSError:
+                return False  # unreadable: the GGUF reader says why
         return _is_causal_lm_checkpoint(source)
 
     def run(self, request: CompressRequest, reporter: Reporter) -> CompressResult:
@@ -309,8 +318,9 @@ class GgufBackend:
                                   "imatrix_path": request.imatrix, "reporter": reporter}
         if request.plan_only or (request.profile is not None and request.type is None):
             assert request.profile is not None
+            types = request.candidates or ((request.type,) if request.type else None)
             limits: dict[str, Any] = {
-                **common, "types": request.candidates, "headroom": request.headroom,
+                **common, "types": types, "headroom": request.headroom,
                 "max_kld": request.max_kld, "target_size": request.target_size, "base": base}
             if request.plan_only:
                 plan = plan_gguf(request.source, request.profile, **limits)
@@ -324,7 +334,8 @@ class GgufBackend:
         else:
             assert request.out is not None
             report = compress_gguf(request.source, request.out, base,
-                                   profile=request.profile, **common)
+                                   profile=request.profile, headroom=request.headroom,
+                                   **common)
         return _gguf_result(report, prune_info)
 
 
@@ -345,9 +356,10 @@ def _recipe_fields(recipe: QuantRecipe) -> dict[str, Any]:
 
 
 def _is_causal_lm_checkpoint(path: Path) -> bool:
-    from edgeward.compress._convert import is_hf_checkpoint
-
-    if not path.is_dir() or not is_hf_checkpoint(path):
+    """A Hugging Face directory whose config declares a causal LM (its weights may still be
+    missing: the GGUF path then says what is)."""
+    if not path.is_dir() or not (path / "config.json").is_file() \
+            or any(path.glob("*.onnx")):
         return False
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,8 @@ from edgeward.compress._onnx_quant import ONNX_KINDS, quantize_onnx
 from edgeward.compress._onnx_tensors import float_tensors
 from edgeward.errors import ConfigError
 from edgeward.hardware_profiles import HardwareProfile
-from edgeward.provenance import BuildRecord, SourceModel
+from edgeward.provenance import BuildRecord, source_model_from
+from edgeward.runtimes import choose_providers
 
 __all__ = ["ONNX_TYPES", "OnnxOptions", "compress_onnx", "plan_onnx"]
 
@@ -223,6 +224,12 @@ def _choose(rows: list[dict[str, Any]], options: OnnxOptions) -> tuple[str | Non
     return None, "no candidate that fits meets the quality floor"
 
 
+# every provider a profile may ask for, so the row names what the profile wants (the device's
+# ONNX Runtime build decides which of them it has)
+_PROVIDER_NAMES = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                   "CoreMLExecutionProvider", "CPUExecutionProvider")
+
+
 def _candidates(s: _Sources, kinds: Sequence[str], work: Path, profile: HardwareProfile,
                 options: OnnxOptions) -> list[dict[str, Any]]:
     context = options.context or profile.default_context
@@ -237,8 +244,13 @@ def _candidates(s: _Sources, kinds: Sequence[str], work: Path, profile: Hardware
             "type": kind, "path": str(path), "size_bytes": size,
             "size_ratio": round(size / max(_dir_size(s.reference), 1), 4),
             "predicted_memory_bytes": memory, "fits": memory <= budget,
+            # a bandwidth bound only (an upper limit); the GGUF path's roofline is finer
             "predicted_tokens_per_s": (round(profile.bandwidth_gbps * 1e9 / size, 1)
                                        if s.task != "feature-extraction" else None),
+            "speed_estimate": "bandwidth bound (upper limit)",
+            # ONNX Runtime's execution providers for the profile, the CPU one last
+            "backend": "+".join(choose_providers(profile, _PROVIDER_NAMES)),
+            "cached": False,  # ONNX candidates are measured every time
             "quality": None if path == s.reference else _quality(s, path, options)})
     return rows
 
@@ -367,11 +379,10 @@ def _compress(src: Path, out: Path, kind: str | None, profile: HardwareProfile |
 def _build_record(src: Path, report: dict[str, Any], profile: HardwareProfile | None,
                   started_at: str) -> BuildRecord:
     """What provenance signs about this build (the report's ``build``)."""
-    from edgeward.compress._pipeline import sha256_file
     from edgeward.compress._report import tool_versions
 
-    source = SourceModel(name=src.name, sha256=sha256_file(src) if src.is_file() else None,
-                         uri=str(src))
+    # a file's sha256, or a directory's manifest digest (every file, the ONNX graphs too)
+    source = replace(source_model_from(src), uri=str(src))
     recipe = {"format": "onnx", "type": report["type"], "task": report["task"],
               **{k: v for k, v in report["options"].items() if v is not None},
               "pruning": report.get("pruning")}

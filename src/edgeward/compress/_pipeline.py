@@ -152,6 +152,7 @@ class Plan:
     reason: str
     host_budget_bytes: int | None = None
     warnings: list[str] = field(default_factory=list)
+    reference: str = ""  # what quality is measured against, in a sentence
     source: Path | None = None  # the GGUF planned from (a converted checkpoint's GGUF)
     conversion: Any = None  # ConversionInfo when the source was a Hugging Face directory
 
@@ -175,6 +176,7 @@ class Plan:
             "speed_note": ("predicted tokens/s are estimates: a roofline of memory and compute "
                            "calibrated on one machine (docs/compression.md)"),
             "warnings": list(self.warnings),
+            "reference": self.reference,
             "conversion": self.conversion.to_dict() if self.conversion is not None else None,
         }
 
@@ -249,7 +251,7 @@ def evaluate_candidates(src: Path, recipes: Sequence[QuantRecipe], *, work_dir: 
                     cache.save(key, result, header, quality)
         candidates.append(_candidate(recipe, result, header, quality, profile=profile,
                                      context=context, headroom=headroom,
-                                     threads=options.threads, cached=hit is not None))
+                                     cached=hit is not None))
     return candidates
 
 
@@ -282,13 +284,14 @@ def _candidate_path(work_dir: Path, recipe: QuantRecipe) -> Path:
 
 def _candidate(recipe: QuantRecipe, result: QuantizeResult, header: GGUFHeader,
                quality: QualityReport | None, *, profile: HardwareProfile | None, context: int,
-               headroom: float, threads: int | None, cached: bool) -> Candidate:
+               headroom: float, cached: bool) -> Candidate:
     memory = predict_memory(header, n_ctx=context, profile=profile)
     if profile is None:
         return Candidate(recipe=recipe, result=result, memory=memory, fits=True,
                          predicted_tokens_per_s=None, quality=quality, cached=cached)
     placement = place(header, profile, n_ctx=context, headroom=headroom, memory=memory)
-    speed = estimate_decode(header, profile, placement, n_past=context // 2, threads=threads)
+    # the target's own threads: --threads is this machine's, for quantizing and measuring
+    speed = estimate_decode(header, profile, placement, n_past=context // 2)
     return Candidate(recipe=recipe, result=result, memory=memory, fits=placement.fits,
                      predicted_tokens_per_s=speed.tokens_per_s, quality=quality,
                      placement=placement, speed=speed, cached=cached)

@@ -86,7 +86,11 @@ class CompressionReport:
                 "predicted_tokens_per_s": (round(self.chosen.predicted_tokens_per_s, 1)
                                            if self.profile and self.chosen.predicted_tokens_per_s
                                            else None),
+                "placement": (self.chosen.placement.to_dict() if self.chosen.placement
+                              else None),
+                "speed": self.chosen.speed.to_dict() if self.chosen.speed else None,
             },
+            "reference": self.reference_note(),
             "source": self.source,
             "evaluation_text": self.evaluation_text,
             "imatrix": self.imatrix,
@@ -97,6 +101,15 @@ class CompressionReport:
             "created_at": self.created_at,
             "build": self.build_record().to_dict(),
         }
+
+    def reference_note(self) -> str:
+        """What quality was measured against, in a sentence."""
+        if self.chosen.quality is None:
+            return "quality not measured"
+        if self.chosen.result.requantized:
+            return ("the dequantized form of the already quantized source, not the original "
+                    "weights")
+        return "the unquantized source (F16/BF16/F32)"
 
     def build_record(self) -> BuildRecord:
         """What provenance signs about this build (the report's ``build``)."""
@@ -113,8 +126,11 @@ class CompressionReport:
             recipe["conversion"] = src["conversion"]
         profile = None
         if self.profile is not None:
+            pl = self.chosen.placement
             profile = {"name": self.profile.name, "context": self.context,
-                       "backend": self.profile.backend, "fits": self.chosen.fits}
+                       "backend": self.profile.backend, "fits": self.chosen.fits,
+                       "gpu_layers": pl.gpu_layers if pl else 0,
+                       "offload": pl.offload if pl else "none"}
         return BuildRecord(
             format="gguf", source_model=source, recipe=recipe, hardware_profile=profile,
             quality=self.chosen.quality.to_dict() if self.chosen.quality else None,

@@ -22,15 +22,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from edgeward.compress._memory import MemoryPrediction, predict_memory
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.hardware_profiles import cpu_flops_per_cycle as _flops_per_cycle
-from edgeward.runtimes import GGUFHeader
+from edgeward.runtimes import (
+    GGUFHeader,
+    MemoryPrediction,
+    block_bytes,
+    predict_memory,
+    split_bytes,
+)
 
 __all__ = ["Placement", "SpeedEstimate", "estimate_decode", "place"]
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
-_REPACKED = {"Q4_0", "Q4_K", "IQ4_NL"}
 
 #: Fraction of the bandwidth a decode step reaches (calibrated: F16 SmolLM2 on the EPYC VM
 #: read its weights at 0.8 of the numpy-copy bandwidth that ``profile detect`` measures).
@@ -113,42 +117,6 @@ class SpeedEstimate:
                 "overhead_ms": round(self.overhead_s * 1e3, 3)}
 
 
-@dataclass(frozen=True)
-class _Parts:
-    layers: tuple[int, ...]  # weight bytes per block
-    layer_repacked: tuple[int, ...]
-    embd: int  # token embeddings (host)
-    output: int  # output layer (a copy of the embeddings when they are tied)
-    other: int  # norms and anything outside a block
-
-
-def _parts(header: GGUFHeader, n_layer: int) -> _Parts:
-    layers = [0] * n_layer
-    repacked = [0] * n_layer
-    embd = output = other = 0
-    for t in header.tensors:
-        m = _BLOCK.match(t.name)
-        if m and int(m.group(1)) < n_layer:
-            i = int(m.group(1))
-            layers[i] += t.n_bytes
-            if t.type_name in _REPACKED:
-                repacked[i] += t.n_bytes
-        elif t.name == "token_embd.weight":
-            embd = t.n_bytes
-        elif t.name == "output.weight":
-            output = t.n_bytes
-        else:
-            other += t.n_bytes
-    if output == 0:  # tied embeddings: llama.cpp duplicates them as the output layer
-        output = embd
-    return _Parts(tuple(layers), tuple(repacked), embd, output, other)
-
-
-def _n_layer(header: GGUFHeader) -> int:
-    value = header.arch_value("block_count")
-    return value if isinstance(value, int) and value > 0 else 1
-
-
 def place(header: GGUFHeader, profile: HardwareProfile, *, n_ctx: int,
           headroom: float = 0.0, memory: MemoryPrediction | None = None) -> Placement:
     """Decide how many blocks go to the GPU and whether the rest fits in host memory.
@@ -161,9 +129,8 @@ def place(header: GGUFHeader, profile: HardwareProfile, *, n_ctx: int,
         memory: the whole-model prediction, if already computed.
     """
     memory = memory or predict_memory(header, n_ctx=n_ctx, profile=profile)
-    n_layer = _n_layer(header)
-    parts = _parts(header, n_layer)
-    kv_layer = memory.kv_cache // n_layer
+    parts = block_bytes(header)
+    n_layer = parts.n_layer
     pool = int(profile.memory_bytes * (1.0 - headroom))
     if profile.backend == "cpu":
         return Placement("cpu", n_layer, 0, 0, memory.total, 0, pool, memory.total <= pool)
@@ -172,25 +139,10 @@ def place(header: GGUFHeader, profile: HardwareProfile, *, n_ctx: int,
     gpu_budget = int(profile.gpu_memory_bytes * (1.0 - headroom)) if discrete else \
         min(int(profile.gpu_memory_bytes * (1.0 - headroom)), pool)
     host_cap = int((profile.system_memory_bytes or 0) * (1.0 - headroom)) if discrete else pool
-    host_compute = max(1, memory.compute // 8)  # llama.cpp's host buffer under offload
-
-    def split(k: int) -> tuple[int, int]:
-        on_gpu = sum(parts.layers[n_layer - k:]) + kv_layer * k if k else 0
-        host_layers = sum(parts.layers[:n_layer - k])
-        host_repacked = sum(parts.layer_repacked[:n_layer - k])
-        full = k >= n_layer
-        gpu = on_gpu + (parts.output + parts.other + memory.compute if full else
-                        (memory.compute if k else 0))
-        host = (parts.embd + host_layers + host_repacked + kv_layer * (n_layer - k)
-                + memory.output + (host_compute if k else memory.compute)
-                + (0 if full or parts.output == parts.embd else parts.output)
-                + (0 if full else parts.other))
-        return gpu, host
-
     k = n_layer
-    while k > 0 and split(k)[0] > gpu_budget:
+    while k > 0 and split_bytes(parts, memory, k)[0] > gpu_budget:
         k -= 1
-    gpu, host = split(k)
+    gpu, host = split_bytes(parts, memory, k)
     host_budget = host_cap if discrete else max(0, pool - gpu)
     return Placement(profile.backend, n_layer, k, gpu, host, gpu_budget, host_budget,
                      gpu <= gpu_budget and host <= host_budget)

@@ -81,10 +81,11 @@ class HardwareProfile:
             models; None: a plan assumes the layers that spill run at 10 % of the GPU's).
         gpu_working_set_bytes: the most memory the GPU may use when it shares memory with the
             CPU (Metal's ``recommendedMaxWorkingSetSize``); None: all of ``memory_bytes``.
-        compute_tflops: peak dense arithmetic throughput of the backend in TFLOP/s (10**12
-            floating-point operations per second): FP16 tensor cores without sparsity for a
-            GPU, FP32 fused multiply-add for a CPU. Predicted decode speed is the slower of
-            the memory and the compute limit (a roofline); None: memory limit only.
+        compute_tflops: peak FP32 throughput of the backend's general cores in TFLOP/s
+            (10**12 floating-point operations per second): CUDA cores or GPU ALUs for a GPU
+            (llama.cpp's decode kernels run there, not on tensor cores), SIMD fused
+            multiply-add units for a CPU. Predicted decode speed is the slower of the memory
+            and the compute limit (a roofline); None: memory limit only.
         preferred_runtime: the runtime that serves this target best.
         preferred_format: the artifact format that runtime loads.
         default_context: context length in tokens a deployment reserves KV cache for.

@@ -99,15 +99,18 @@ def defaults_from_report(report: Mapping[str, Any]) -> ReportDefaults:
     (every report this version writes), else its fields mapped tolerantly (older reports,
     hand-made ones)."""
     build = report.get("build")
-    if isinstance(build, Mapping):
+    if build is not None:
+        if not isinstance(build, Mapping):
+            raise ConfigError("compression report: 'build' must be an object; re-run the "
+                              "compression or remove the report")
         try:
             d = BuildRecord.from_dict(build).defaults()
-        except ConfigError:
-            pass  # a damaged record: fall back to the report's other fields
-        else:
-            card = _obj(report.get("model_card"))
-            return ReportDefaults(**{**d.__dict__,
-                                     "model_card": CardInfo.from_dict(card) if card else None})
+        except ConfigError as e:
+            raise ConfigError(f"compression report: its build record is damaged ({e}); "
+                              "re-run the compression or remove the report") from None
+        card = _obj(report.get("model_card"))
+        return ReportDefaults(**{**d.__dict__,
+                                 "model_card": CardInfo.from_dict(card) if card else None})
     recipe = _obj(report.get("recipe"))
     if recipe is None:
         picked = {k: report[k] for k in _RECIPE_KEYS if k in report}
@@ -171,6 +174,10 @@ class BuildRecord:
     tool_versions: dict[str, str] = field(default_factory=dict)
     started_at: str | None = None
 
+    def __post_init__(self) -> None:
+        # one spelling of the time (RFC 3339 UTC with a Z), so a record reads back equal
+        object.__setattr__(self, "started_at", _timestamp(self.started_at))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the report's ``build`` object)."""
         return {"format": self.format,
@@ -196,7 +203,11 @@ class BuildRecord:
         fmt = d.get("format")
         if not isinstance(fmt, str) or not fmt:
             raise ConfigError(f"build record: 'format' must be a format name, got {fmt!r}")
-        return cls(format=fmt, source_model=SourceModel.from_dict(src) if src else None,
+        try:
+            source = SourceModel.from_dict(src) if src else None
+        except (AttributeError, TypeError) as e:
+            raise ConfigError(f"build record: a malformed 'source_model' ({e})") from None
+        return cls(format=fmt, source_model=source,
                    recipe=obj("recipe") or {}, hardware_profile=obj("hardware_profile"),
                    quality=obj("quality"),
                    tool_versions={str(k): str(v) for k, v in (obj("tool_versions") or {}).items()},

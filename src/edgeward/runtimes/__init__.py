@@ -43,10 +43,13 @@ from edgeward.runtimes._llama_cpp import (
     llama_backends,
     llama_cpp_version,
 )
-from edgeward.runtimes._onnx import OnnxRuntime
+from edgeward.runtimes._memory import MemoryPrediction, predict_memory
+from edgeward.runtimes._offload import BlockBytes, block_bytes, fit_gpu_layers, split_bytes
+from edgeward.runtimes._onnx import OnnxRuntime, choose_providers
 from edgeward.runtimes._select import artifact_format, open_runtime
 
 __all__ = [
+    "BlockBytes",
     "ChatMessage",
     "Completion",
     "Embeddings",
@@ -54,16 +57,22 @@ __all__ = [
     "GGUFTensorInfo",
     "GenerationStats",
     "LlamaCppRuntime",
+    "MemoryPrediction",
     "OnnxRuntime",
     "PositionScores",
     "Runtime",
     "SamplingParams",
     "TokenStream",
     "artifact_format",
+    "block_bytes",
     "check_backend",
+    "choose_providers",
+    "fit_gpu_layers",
     "llama_backends",
     "llama_cpp_version",
     "open_runtime",
     "parse_gguf_header",
+    "predict_memory",
     "read_gguf_header",
+    "split_bytes",
 ]

@@ -22,6 +22,7 @@ from edgeward.runtimes._base import (
     stop_and_budget,
 )
 from edgeward.runtimes._gguf_header import read_gguf_header
+from edgeward.runtimes._offload import fit_gpu_layers
 
 __all__ = ["LlamaCppRuntime", "check_backend", "llama_backends", "llama_cpp_version"]
 
@@ -66,8 +67,8 @@ def check_backend(profile: HardwareProfile | None, *, allow_cpu_fallback: bool =
     Raises:
         RuntimeBackendError: it cannot, and the fallback is not allowed.
     """
-    if profile is None or profile.backend == "cpu":
-        return None
+    if profile is None or profile.backend == "cpu" or profile.gpu_layers == 0:
+        return None  # nothing is offloaded: the CPU backend is all it needs
     have = backends if backends is not None else llama_backends()
     if profile.backend in have:
         return None
@@ -144,6 +145,9 @@ class LlamaCppRuntime(Runtime):
             if trained:
                 # A profile's default beyond what the model was trained for buys nothing.
                 n_ctx = min(n_ctx, trained)
+        if profile is not None and not fallback and profile.backend != "cpu" \
+                and profile.gpu_layers is None:
+            gpu_layers = self._fit(artifact, profile, n_ctx)
         self._threads = threads
         self._llm = Llama(
             model_path=str(artifact),
@@ -155,6 +159,23 @@ class LlamaCppRuntime(Runtime):
             use_mmap=True,
             verbose=False,
         )
+
+    def _fit(self, artifact: Path, profile: HardwareProfile, n_ctx: int) -> int:
+        """All blocks (-1) when they fit in the profile's GPU memory, else as many as do (the
+        plan's split; the rest runs from host memory), with a warning."""
+        header = read_gguf_header(artifact)
+        try:
+            k = fit_gpu_layers(header, profile, n_ctx=n_ctx)
+        except ArtifactError:
+            return -1  # not a model whose blocks we can size: let llama.cpp try them all
+        n_layer = int(header.arch_value("block_count", 0) or 0)
+        if n_layer and k < n_layer:
+            self.load_warnings.append(
+                f"{artifact.name}: {k} of {n_layer} blocks fit in {profile.name}'s GPU memory "
+                f"at {n_ctx} tokens; the other {n_layer - k} run from host memory (slower); "
+                "set the profile's gpu_layers to choose")
+            return k
+        return -1
 
     def _unload(self) -> None:
         for llm in (self._llm, self._embedder):

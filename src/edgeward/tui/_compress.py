@@ -206,6 +206,7 @@ class CompressPane(Vertical):
             CompressOptions,
             CompressRequest,
             OnnxOptions,
+            backends,
             compress,
             default_cache_dir,
             default_calibration_texts,
@@ -213,7 +214,8 @@ class CompressPane(Vertical):
 
         ctx = self.app.ctx  # type: ignore[attr-defined]
         try:
-            gguf = entry.format == "gguf"
+            # the backend follows the source: a causal-LM Hugging Face checkpoint goes to GGUF
+            gguf = entry.format == "gguf" or backends()["gguf"].accepts(entry.path)
             out = None
             if install:
                 stem = f"{entry.path.stem if gguf else entry.path.name}-{profile.name}"
