@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from _models import TinyLlamaSpec, write_tiny_gguf
 from edgeward.compress import estimate_decode, place
 from edgeward.errors import ProfileError
 from edgeward.hardware_profiles import HardwareProfile, get_profile
 from edgeward.runtimes import read_gguf_header
-
-from _models import TinyLlamaSpec, write_tiny_gguf
 
 
 @pytest.fixture(scope="module")
