@@ -201,3 +201,34 @@ def test_minilm_bert_converts_and_embeds_like_transformers(hf_converter: Path, m
     theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
     cosines = (ours * theirs).sum(axis=1)
     assert cosines.min() > 0.999, cosines
+
+
+@pytest.mark.integration
+def test_compress_takes_the_checkpoint_directory(hf_converter: Path, smollm2_checkpoint: Path,
+                                                 tmp_path: Path) -> None:
+    # the interface: `edgeward compress HF_DIR --type T --out X.gguf --json`
+    from edgeward.compress import CompressOptions, CompressRequest, EvalConfig, compress
+    from edgeward.provenance import build_statement, read_report
+
+    options = CompressOptions(eval=EvalConfig(n_ctx=128, eval_tokens=256, top_k=64),
+                              cache_dir=tmp_path / "cache")
+    out = tmp_path / "smol-q8.gguf"
+    result = compress(CompressRequest(source=smollm2_checkpoint, type="Q8_0", out=out,
+                                      options=options))
+    assert result.format == "gguf" and out.is_file()
+    src = result.to_dict()["source"]
+    assert src["format"] == "huggingface" and src["path"] == str(smollm2_checkpoint)
+    assert src["conversion"]["outtype"] == "f16" and not src["conversion"]["reused"]
+    assert len(src["sha256"]) == 64
+    assert result.to_dict()["reference"].startswith("the unquantized source")
+    assert result.build is not None and result.build.recipe["conversion"]["outtype"] == "f16"
+    predicate = build_statement(out, report=read_report(out)).predicate
+    assert predicate["source_model"]["digest"]["sha256"] == src["sha256"]
+    # a plan from the same directory converts nothing and measures nothing again
+    from edgeward.hardware_profiles import get_profile
+
+    plan = compress(CompressRequest(source=smollm2_checkpoint, plan_only=True,
+                                    profile=get_profile("rtx-4090-24gb"),
+                                    candidates=("Q8_0",), options=options))
+    assert plan.plan is not None and plan.plan["conversion"]["reused"]
+    assert plan.rows()[0]["cached"] and plan.plan["backend"] == "cuda"
