@@ -50,6 +50,20 @@ def test_profile_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(out)["gpu_compute_capability"] == "8.9"
 
 
+def test_profile_show_says_whether_this_build_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeward.runtimes import llama_backends
+
+    code, out, _ = run(capsys, "profile", "show", "raspberry-pi-5-8gb")
+    assert code == 0 and "llama.cpp here" in out and "yes" in out
+    code, out, _ = run(capsys, "profile", "show", "rtx-4090-24gb")
+    assert code == 0
+    flat = " ".join(out.split())
+    if "cuda" in llama_backends():
+        assert "yes (llama.cpp has cuda)" in flat
+    else:
+        assert "lacks the cuda backend" in flat
+
+
 def test_profile_detect_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "profile", "detect", "--no-bandwidth", "--json")
     assert code == 0

@@ -54,7 +54,20 @@ def profile_show(name: str, as_json: bool) -> None:
     from edgeward.hardware_profiles import resolve_profile
 
     p = resolve_profile(name)
-    emit(as_json, p.to_dict(), lambda: print_fields(p.to_dict(), title=p.display_name))
+    from edgeward.errors import RuntimeBackendError
+    from edgeward.runtimes import check_backend
+
+    try:
+        check_backend(p)
+        runs_here = "yes" if p.backend == "cpu" else f"yes (llama.cpp has {p.backend})"
+    except RuntimeBackendError:
+        runs_here = (f"no: this llama-cpp-python lacks the {p.backend} backend "
+                     "(docs/install.md)")
+    except ImportError:
+        runs_here = "unknown (llama-cpp-python is not installed)"
+    # the JSON is the profile as it is; the table adds whether this machine's build runs it
+    emit(as_json, p.to_dict(), lambda: print_fields(p.to_dict() | {"llama.cpp here": runs_here},
+                                                    title=p.display_name))
 
 
 @profile.command("detect")
