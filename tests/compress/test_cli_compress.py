@@ -70,6 +70,37 @@ def test_plan_json_writes_nothing(tiny_gguf: Path, tmp_path: Path, out_dir: Path
     assert list(out_dir.iterdir()) == []
 
 
+def test_refinements_with_a_profile_reach_the_artifact(tiny_gguf: Path, tmp_path: Path,
+                                                       out_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # --override and --pure with --profile were once accepted and then dropped
+    from edgeward.runtimes import read_gguf_header
+
+    profile = tmp_path / "box.toml"
+    profile.write_text('name = "box"\ndisplay_name = "Box"\nmemory_bytes = 1073741824\n'
+                       'bandwidth_gbps = 5.0\ndefault_context = 256\ncpu_features = ["avx2"]\n')
+    out = out_dir / "auto.gguf"
+    code, stdout, err = run(capsys, "compress", str(tiny_gguf), "--profile", str(profile),
+                            "--candidates", "Q8_0", "--override", "ffn_down=Q4_0",
+                            "--out", str(out), "--no-fingerprint", *FAST, "--json")
+    assert code == 0, err
+    d = json.loads(stdout)
+    assert d["recipe"]["overrides"] == [["ffn_down", "Q4_0"]]
+    assert read_gguf_header(out).tensor("blk.0.ffn_down.weight").type_name == "Q4_0"  # type: ignore[union-attr]
+    assert read_gguf_header(out).tensor("blk.0.ffn_up.weight").type_name == "Q8_0"  # type: ignore[union-attr]
+
+
+def test_contradictory_options_are_refused(tiny_gguf: Path, tmp_path: Path, out_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "compress", str(tiny_gguf), "--profile", "raspberry-pi-5-8gb",
+                       "--plan", "--out", str(out_dir / "x.gguf"))
+    assert code == 3 and "--plan writes nothing" in err
+    code, _, err = run(capsys, "compress", str(tiny_gguf), "--type", "Q8_0", "--lm-head",
+                       "--out", str(out_dir / "x.gguf"))
+    assert code == 3 and "add --format onnx" in err
+    assert list(out_dir.iterdir()) == []
+
+
 def test_human_output(tiny_gguf: Path, out_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run(capsys, "compress", str(tiny_gguf), "--type", "Q8_0", "--out",
                           str(out_dir / "h.gguf"), *FAST)
