@@ -324,31 +324,25 @@ def _resolve_source(src: Path, work: Path, options: CompressOptions,
 
 def _source_info(src: Path, conversion: ConversionInfo | None = None) -> dict[str, Any]:
     h = read_gguf_header(src)
-    if conversion is not None:
-        # The source is what the user gave: the directory, by the digest of its files.
-        return {
-            "path": str(conversion.source),
-            "format": "huggingface",
-            "sha256": conversion.source_digest,
-            "digest_method": "sha256 over the sorted (file name, sha256) of the files the "
-                             "converter reads",
-            "conversion": conversion.to_dict() | {"gguf_sha256": sha256_file(src)},
-            "size_bytes": h.file_size,
-            "name": h.metadata.get("general.name"),
-            "architecture": h.architecture,
-            "n_params": h.n_params,
-            "file_type": h.metadata.get("general.file_type"),
-            "license": h.metadata.get("general.license"),
-        }
-    return {
-        "path": str(src),
-        "sha256": sha256_file(src),
+    model = {
         "size_bytes": h.file_size,
         "name": h.metadata.get("general.name"),
         "architecture": h.architecture,
         "n_params": h.n_params,
         "file_type": h.metadata.get("general.file_type"),
         "license": h.metadata.get("general.license"),
+    }
+    if conversion is None:
+        return {"path": str(src), "sha256": sha256_file(src), **model}
+    # The source is what the user gave: the directory, by the digest of its files.
+    return {
+        "path": str(conversion.source),
+        "format": "huggingface",
+        "sha256": conversion.source_digest,
+        "digest_method": "sha256 over the sorted (file name, sha256) of the files the "
+                         "converter reads",
+        "conversion": conversion.to_dict() | {"gguf_sha256": sha256_file(src)},
+        **model,
     }
 
 
