@@ -40,12 +40,14 @@ _BLOCK = re.compile(r"^blk\.(\d+)\.")
 #: read its weights at 0.8 of the numpy-copy bandwidth that ``profile detect`` measures).
 MEMORY_EFFICIENCY = 0.8
 #: Fraction of a CPU's peak FP32 FMA throughput llama.cpp's mat-vec kernels reach, by weight
-#: type (calibrated on the EPYC VM, AVX-512, 2 threads; other types take the default).
+#: type (calibrated on the EPYC VM, AVX-512, 2 threads, nothing else running: the ratios
+#: between types from decode runs of SmolLM2 at F16, Q8_0, Q6_K, Q4_K_M, Q4_0 and Q4_1, the
+#: scale from quiet runs at Q8_0 and Q4_K_M; other types take the default).
 CPU_KERNEL_EFFICIENCY = {
-    "F32": 0.15, "F16": 0.15, "BF16": 0.12, "Q8_0": 0.10, "Q4_0": 0.19, "Q4_K": 0.11,
-    "Q5_0": 0.11, "Q5_K": 0.10, "Q6_K": 0.09, "Q4_1": 0.06, "Q5_1": 0.08,
+    "F32": 0.19, "F16": 0.19, "BF16": 0.15, "Q8_0": 0.127, "Q4_0": 0.24, "Q4_K": 0.14,
+    "Q5_0": 0.14, "Q5_K": 0.127, "Q6_K": 0.114, "Q4_1": 0.076, "Q5_1": 0.10,
 }
-_CPU_DEFAULT_EFFICIENCY = 0.08
+_CPU_DEFAULT_EFFICIENCY = 0.10
 #: Fraction of a GPU's peak FP32 throughput its mat-vec kernels reach (they are memory-bound
 #: for all but the smallest models; this matters little).
 GPU_KERNEL_EFFICIENCY = 0.25
