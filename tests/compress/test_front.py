@@ -115,10 +115,15 @@ def test_a_plan_gives_rows_in_one_shape(tiny_gguf: Path, tmp_path: Path) -> None
     assert [r["type"] for r in rows] == ["Q8_0", "Q4_0"]
     assert sum(r["chosen"] for r in rows) == 1 and result.reason
     for r in rows:
-        assert set(r) == {"type", "size_bytes", "memory_bytes", "fits", "tokens_per_s", "kld",
+        assert set(r) == {"type", "size_bytes", "bpw", "of_reference", "memory_bytes", "fits",
+                          "gpu_layers", "n_layer", "tokens_per_s", "estimate", "kld", "top1",
                           "quality", "cached", "chosen"}
+        assert r["estimate"] == "roofline" and r["gpu_layers"] is None
         assert r["kld"] is not None and r["fits"]
     assert result.to_dict()["candidates"][0]["type"] == "Q8_0"
+    head = result.plan_summary()
+    assert head["profile"] == "box" and head["backend"] == "cpu" and head["choice"]
+    assert head["reference"].startswith("the unquantized source")
 
 
 def test_a_new_backend_is_one_registration(tmp_path: Path) -> None:

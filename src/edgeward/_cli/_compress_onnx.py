@@ -6,13 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
 from edgeward._cli._output import out, state
 from edgeward.errors import ConfigError
 
-__all__ = ["onnx_options", "print_onnx_plan", "print_onnx_report"]
+__all__ = ["onnx_options", "print_onnx_report"]
 
 
 def _onnx_texts(calibration_text: Path | None, eval_text: Path | None, qtype: str | None,
@@ -46,22 +43,6 @@ def _onnx_quality(q: dict[str, Any] | None) -> str:
     return "-"
 
 
-def _onnx_plan_table(plan: dict[str, Any]) -> Table:
-    table = Table(title=f"ONNX candidates for {plan['profile']} ({plan['task']}, budget "
-                  f"{plan['memory_budget_bytes'] / 2**20:,.0f} MiB)", box=box.SIMPLE)
-    for col in ("type", "size MiB", "of fp32", "memory MiB", "fits", "tok/s (pred.)",
-                "quality vs fp32", "chosen"):
-        table.add_column(col)
-    for r in plan["candidates"]:
-        tps = r["predicted_tokens_per_s"]
-        table.add_row(r["type"], f"{r['size_bytes'] / 2**20:.1f}", f"{r['size_ratio']:.2f}",
-                      f"{r['predicted_memory_bytes'] / 2**20:.0f}",
-                      "yes" if r["fits"] else "NO", "-" if tps is None else f"{tps:.0f}",
-                      "reference" if r["type"] == "fp32" else _onnx_quality(r["quality"]),
-                      "*" if r["type"] == plan["choice"] else "")
-    return table
-
-
 def onnx_options(calibration_text: Path | None, eval_text: Path | None, qtype: str | None,
                  prune_ffn: float | None, *, evaluate: bool, block_size: int, lm_head: bool,
                  optimize: str | None, keep_reference: bool) -> Any:
@@ -76,16 +57,9 @@ def onnx_options(calibration_text: Path | None, eval_text: Path | None, qtype: s
                        third_party_output=state.debug)
 
 
-def print_onnx_plan(plan: dict[str, Any]) -> None:
-    """The ONNX plan table and its choice."""
-    out.print(_onnx_plan_table(plan))
-    out.print(f"choice: {plan['choice']} — {plan['reason']}")
-
-
 def print_onnx_report(report: dict[str, Any]) -> None:
-    """What an ONNX compression wrote, in a few lines."""
-    if report.get("plan"):
-        out.print(_onnx_plan_table(report["plan"]))
+    """What an ONNX compression wrote, in a few lines (the plan table is the CLI's, for
+    every format)."""
     out.print(f"wrote {report['out']} ({report['type']}, "
               f"{report['size_bytes'] / 2**20:.1f} MiB, {report['size_ratio']:.2f} of "
               f"fp32); {_onnx_quality(report['quality'])}", markup=False)

@@ -272,20 +272,16 @@ def _causal_lm_dir(src: Path) -> bool:
 
 
 def _print_result(result: Any) -> None:
-    """The plan table or the report, as each format shows it."""
-    if result.format == "onnx":
-        from edgeward._cli._compress_onnx import print_onnx_plan, print_onnx_report
+    """What was made (each format has its own facts), then the plan table (one for all)."""
+    if result.report is not None:
+        if result.format == "onnx":
+            from edgeward._cli._compress_onnx import print_onnx_report
 
-        if result.report is None:
-            assert result.plan is not None
-            print_onnx_plan(result.plan)
-        else:
             print_onnx_report(result.report)
-        return
-    if result.report is None:
-        _print_plan(result.details["plan"])
-    else:
-        _print_report(result.details["report"])
+        else:
+            _print_report(result.report)
+    if result.plan is not None:
+        _print_plan(result)
 
 
 @compress.command("imatrix")
@@ -359,64 +355,81 @@ def _candidate_types(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _print_plan(plan: Any) -> None:
+def _print_plan(result: Any) -> None:
+    """The candidates table of any format's plan, its choice and warnings, and the chart."""
     from edgeward.compress import ChartPoint, render_text
 
-    gpu = plan.backend != "cpu"
-    budget = f"budget {plan.budget_bytes / 2**20:,.0f} MiB"
+    head, rows = result.plan_summary(), result.rows()
+    gpu = head["backend"] != "cpu"
+    budget = f"budget {(head['budget_bytes'] or 0) / 2**20:,.0f} MiB"
     if gpu:
-        budget = (f"{plan.backend}, GPU {budget}" + (
-            f", host {plan.host_budget_bytes / 2**20:,.0f} MiB"
-            if plan.host_budget_bytes is not None else ""))
-    table = Table(title=f"Candidates for {plan.profile.name} at {plan.context} tokens "
-                        f"({budget})",
+        budget = (f"{head['backend']}, GPU {budget}" + (
+            f", host {head['host_budget_bytes'] / 2**20:,.0f} MiB"
+            if head["host_budget_bytes"] is not None else ""))
+    at = f" at {head['context']} tokens" if head["context"] else ""
+    task = f", {head['task']}" if head["task"] else ""
+    table = Table(title=f"Candidates for {head['profile']}{at}{task} ({budget})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+    def has(key: str) -> bool:
+        return any(r[key] is not None for r in rows)
+
     # short headers: the table must read at 80 columns
-    columns = ["type", "MiB", "bpw", "mem MiB", "fits"]
-    if gpu:
-        columns.append("GPU")
-    columns += ["tok/s*", "KLD", "top-1"]
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("type", "fits") else "right",
+    columns = [("type", True), ("MiB", True), ("bpw", has("bpw")),
+               ("of fp32", has("of_reference")), ("mem MiB", True), ("fits", True),
+               ("GPU", gpu and has("gpu_layers")), ("tok/s*", has("tokens_per_s")),
+               ("KLD", has("kld")), ("top-1", has("top1")), ("quality", has("quality"))]
+    shown = [c for c, on in columns if on]
+    for col in shown:
+        table.add_column(col, justify="left" if col in ("type", "fits", "quality") else "right",
                          no_wrap=True)
-    for c in plan.candidates:
-        q = c.quality
-        mark = " ◀" if c is plan.choice else ""
-        row = [c.recipe.label + mark, f"{c.result.size_bytes / 2**20:.1f}",
-               f"{c.result.bpw:.2f}", f"{c.memory.total / 2**20:,.0f}",
-               "yes" if c.fits else "NO"]
-        if gpu:
-            pl = c.placement
-            row.append(f"{pl.gpu_layers}/{pl.n_layer}" if pl else "-")
-        row += [f"{c.predicted_tokens_per_s or 0:,.0f}",
-                (f"{q.kld_mean:.4f}" if q else "-") + ("ᶜ" if c.cached else ""),
-                f"{q.top1_agreement:.1%}" if q else "-"]
-        table.add_row(*row)
+    for r in rows:
+        cells = {
+            "type": r["type"] + (" ◀" if r["chosen"] else ""),
+            "MiB": f"{r['size_bytes'] / 2**20:.1f}",
+            "bpw": "-" if r["bpw"] is None else f"{r['bpw']:.2f}",
+            "of fp32": "-" if r["of_reference"] is None else f"{r['of_reference']:.2f}",
+            "mem MiB": "-" if r["memory_bytes"] is None else f"{r['memory_bytes'] / 2**20:,.0f}",
+            "fits": "yes" if r["fits"] else "NO",
+            "GPU": "-" if r["gpu_layers"] is None else f"{r['gpu_layers']}/{r['n_layer']}",
+            "tok/s*": "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.0f}",
+            "KLD": ("-" if r["kld"] is None else f"{r['kld']:.4f}") + ("ᶜ" if r["cached"] else ""),
+            "top-1": "-" if r["top1"] is None else f"{r['top1']:.1%}",
+            "quality": r["quality"] or "-",
+        }
+        table.add_row(*(cells[c] for c in shown))
     out.print(table)
-    notes = ("mem: predicted memory at the context; KLD: mean KLD against the reference; "
-             + ("GPU: blocks offloaded; " if gpu else "")
-             + "* tok/s: an estimate (memory and compute roofline, docs/compression.md)")
-    if any(c.cached for c in plan.candidates):
-        notes += "; ᶜ measured before (cache)"
-    out.print(notes, style="dim")
+    notes = ["mem: predicted memory at the context"]
+    if "KLD" in shown:
+        notes.append("KLD: mean KLD against the reference")
+    if "GPU" in shown:
+        notes.append("GPU: blocks offloaded")
+    if "tok/s*" in shown:
+        kinds = {r["estimate"] for r in rows}
+        notes.append("* tok/s: an estimate (" + (
+            "memory and compute roofline" if kinds == {"roofline"} else
+            "bandwidth bound, an upper limit") + ", docs/compression.md)")
+    if any(r["cached"] for r in rows):
+        notes.append("ᶜ measured before (cache)")
+    out.print("; ".join(notes), style="dim")
     if gpu:
-        out.print(f"needs llama-cpp-python built with the {plan.backend} backend "
-                  "(docs/install.md)", style="dim")
-    out.print(f"choice: {plan.choice.recipe.label if plan.choice else 'none'} — {plan.reason}")
-    if plan.reference:
-        out.print(f"quality reference: {plan.reference}", style="dim")
-    for w in plan.warnings:
+        out.print(f"needs a build with the {head['backend']} backend (docs/install.md)",
+                  style="dim")
+    out.print(f"choice: {head['choice'] or 'none'} — {head['reason']}")
+    if head["reference"]:
+        out.print(f"quality reference: {head['reference']}", style="dim")
+    for w in head["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {w}")
-    points = [ChartPoint(c.recipe.label, c.result.size_bytes, c.kld_mean, c.fits,
-                         c is plan.choice) for c in plan.candidates if c.kld_mean is not None]
+    points = [ChartPoint(r["type"], r["size_bytes"], r["kld"], r["fits"], r["chosen"])
+              for r in rows if r["kld"] is not None]
     if points:
         out.print(render_text(points), markup=False)
 
 
-def _print_report(report: Any) -> None:
+def _print_report(d: dict[str, Any]) -> None:
+    """What a GGUF compression wrote."""
     from edgeward.compress import output_paths
 
-    d = report.to_dict()
     q = d["quality"]
     table = Table(title=f"{Path(d['artifact']).name}", title_justify="left", show_header=False,
                   box=box.SIMPLE)
@@ -445,5 +458,3 @@ def _print_report(report: Any) -> None:
     table.add_row("written", ", ".join(str(p) for k, p in paths.items()
                                        if k != "chart" or d["plan"]))
     out.print(table)
-    if report.plan is not None:
-        _print_plan(report.plan)

@@ -183,9 +183,14 @@ class CompressResult:
         return dict(self.plan or {})
 
     def rows(self) -> list[dict[str, Any]]:
-        """The plan's candidates in one shape: type, size_bytes, memory_bytes, fits,
-        tokens_per_s, kld, quality (an encoder's cosine, as text), cached, chosen."""
-        plan = self.plan or (self.report or {}).get("plan") or {}
+        """The plan's candidates in one shape, for any format.
+
+        Keys: type, size_bytes, bpw (None where not known), of_reference (size ÷ the
+        reference's, ONNX), memory_bytes, fits, gpu_layers and n_layer (None without an
+        offload), tokens_per_s, estimate (a roofline, or a bandwidth upper bound), kld,
+        top1, quality (an encoder's cosine, as text), cached, chosen.
+        """
+        plan = self._plan()
         choice = plan.get("choice")
         out = []
         for r in plan.get("candidates", []):
@@ -193,18 +198,40 @@ class CompressResult:
             # an encoder's quality is a cosine; a language model's is its KLD
             text = f"cos {q['cosine_mean']:.4f}" if "cosine_mean" in q else None
             kld = r.get("kld_mean")
-            out.append({"type": r["type"], "size_bytes": r["size_bytes"],
-                        "memory_bytes": r.get("predicted_memory_bytes"), "fits": r["fits"],
-                        "tokens_per_s": r.get("predicted_tokens_per_s"),
-                        "kld": kld if kld is not None else q.get("kld_mean"), "quality": text,
-                        "cached": bool(r.get("cached")), "chosen": r["type"] == choice})
+            placement = r.get("placement") or {}
+            offloaded = placement.get("backend", "cpu") != "cpu"
+            out.append({
+                "type": r["type"], "size_bytes": r["size_bytes"], "bpw": r.get("bpw"),
+                "of_reference": r.get("size_ratio"),
+                "memory_bytes": r.get("predicted_memory_bytes"), "fits": r["fits"],
+                "gpu_layers": placement.get("gpu_layers") if offloaded else None,
+                "n_layer": placement.get("n_layer") if offloaded else None,
+                "tokens_per_s": r.get("predicted_tokens_per_s"),
+                "estimate": "roofline" if r.get("speed") else "bandwidth bound",
+                "kld": kld if kld is not None else q.get("kld_mean"),
+                "top1": q.get("top1_agreement"), "quality": text,
+                "cached": bool(r.get("cached")), "chosen": r["type"] == choice})
         return out
+
+    def plan_summary(self) -> dict[str, Any]:
+        """The plan's header, for any format: profile, context, backend, budget_bytes,
+        host_budget_bytes, choice, reason, reference, warnings (absent ones None/empty)."""
+        plan = self._plan()
+        return {"profile": plan.get("profile"), "context": plan.get("context"),
+                "task": plan.get("task"), "backend": plan.get("backend", "cpu"),
+                "budget_bytes": plan.get("budget_bytes", plan.get("memory_budget_bytes")),
+                "host_budget_bytes": plan.get("host_budget_bytes"),
+                "choice": plan.get("choice"), "reason": plan.get("reason", ""),
+                "reference": plan.get("reference", ""),
+                "warnings": list(plan.get("warnings") or ())}
 
     @property
     def reason(self) -> str:
         """Why the plan chose what it chose (empty without a plan)."""
-        plan = self.plan or (self.report or {}).get("plan") or {}
-        return str(plan.get("reason", ""))
+        return str(self._plan().get("reason", ""))
+
+    def _plan(self) -> dict[str, Any]:
+        return self.plan or (self.report or {}).get("plan") or {}
 
 
 class CompressBackend(Protocol):
