@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -211,3 +212,23 @@ def test_the_auto_recipe_measures_against_the_unpruned_export_and_can_drop_it(
     assert report["reference"] is None and report["reference_kept"] is False
     assert "not kept" in report["reference_note"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]
+
+
+@pytest.mark.integration
+def test_an_encoder_directory_plans_onnx_by_itself_at_80_columns(minilm_dir: Path) -> None:
+    """No --format: a Hugging Face encoder goes to ONNX, and its plan reads at 80 columns
+    with the one plan table every format shares."""
+    pytest.importorskip("optimum.exporters.onnx", reason="the compress extra is not installed")
+    env_cols = {"COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "edgeward", "compress", str(minilm_dir),
+                           "--profile", "raspberry-pi-5-8gb", "--plan",
+                           "--candidates", "int8-dynamic,int4"],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**os.environ, **env_cols})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    table = "\n".join(lines)
+    assert "fp32" in table and "reference" in table and "cos 0." in table
+    assert "◀" in table and "choice: int" in table
+    assert "…" not in table  # nothing cut to fit

@@ -197,6 +197,8 @@ class CompressResult:
             q = r.get("quality") or {}
             # an encoder's quality is a cosine; a language model's is its KLD
             text = f"cos {q['cosine_mean']:.4f}" if "cosine_mean" in q else None
+            if not q and r.get("size_ratio") == 1.0:
+                text = "reference"  # the fp32 row the others are measured against
             kld = r.get("kld_mean")
             placement = r.get("placement") or {}
             offloaded = placement.get("backend", "cpu") != "cpu"
