@@ -445,6 +445,7 @@ def _print_report(d: dict[str, Any]) -> None:
     table.add_row("size", f"{d['size_bytes'] / 2**20:.1f} MiB, {d['bpw']:.2f} bits/weight")
     table.add_row("fallbacks", f"{len(d['fallback_tensors'])} tensor(s)")
     if q:
+        table.add_row("reference", d.get("reference") or "-")
         table.add_row("perplexity", f"{q['ppl']:.3f} (reference {q['ppl_ref']:.3f})")
         table.add_row("KLD", f"mean {q['kld_mean']:.4f}, p99 {q['kld_p99']:.4f}")
         table.add_row("top-1 agreement", f"{q['top1_agreement']:.1%} over {q['eval_tokens']} "
