@@ -25,6 +25,7 @@ from edgeward.compress._pipeline import (
     evaluate_candidates,
     materialize,
     recipes_for,
+    reference_note,
     sha256_file,
     work_directory,
 )
@@ -39,7 +40,7 @@ from edgeward.compress._report import CompressionReport
 from edgeward.compress._text import calibration_text, evaluation_text
 from edgeward.errors import ConfigError, ResourceError
 from edgeward.hardware_profiles import HardwareProfile
-from edgeward.runtimes import read_gguf_header
+from edgeward.runtimes import GGUFHeader, read_gguf_header
 
 __all__ = [
     "compress_auto",
@@ -81,14 +82,16 @@ def compress_gguf(src: Path, out: Path, recipe: QuantRecipe, *,
     imatrix_data, imatrix_info = _load_imatrix(imatrix_path, recipe)
     with work_directory(out.parent) as work:
         src, conversion = _resolve_source(src, work, options, reporter)
+        src_sha = sha256_file(src)  # once: the cache key and the report's source
         (cand,) = evaluate_candidates(
             src, [recipe], work_dir=work, profile=profile, context=ctx, headroom=headroom,
             options=options, reporter=reporter, imatrix_data=imatrix_data,
-            imatrix_sha256=imatrix_info["sha256"] if imatrix_info else None)
+            imatrix_sha256=imatrix_info["sha256"] if imatrix_info else None,
+            source_sha256=src_sha)
         materialize(src, cand, options=options, reporter=reporter, imatrix_data=imatrix_data)
         return _install(src, out, cand, plan=None, profile=profile, ctx=ctx, options=options,
                         t0=t0, imatrix_info=imatrix_info, reporter=reporter,
-                        conversion=conversion)
+                        conversion=conversion, source_sha256=src_sha)
 
 
 def default_candidates(profile: HardwareProfile) -> tuple[str, ...]:
@@ -134,24 +137,25 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | Non
 
     def run(work: Path) -> Plan:
         gguf, conversion = _resolve_source(src, work, options, reporter)
+        # hashed once, when the cache needs it; the install reuses it for the report
+        src_sha = sha256_file(gguf) if options.cache_dir is not None and options.evaluate \
+            else None
         cands = evaluate_candidates(gguf, recipes, work_dir=work, profile=profile, context=ctx,
                                     headroom=headroom, options=options, reporter=reporter,
                                     imatrix_data=imatrix_data,
                                     imatrix_sha256=imatrix_info["sha256"] if imatrix_info
-                                    else None)
+                                    else None, source_sha256=src_sha)
         choice, reason = choose(cands, max_kld=max_kld, target_size=target_size)
         first = cands[0].placement if cands else None
         gpu = profile.backend != "cpu"
         budget = (first.gpu_budget_bytes if gpu else first.host_budget_bytes) if first else \
             int(profile.memory_bytes * (1.0 - headroom))
         host = first.host_budget_bytes if first and gpu and profile.discrete_gpu else None
-        quantized_src = is_quantized(read_gguf_header(gguf))
+        header = read_gguf_header(gguf)
         return Plan(profile, ctx, budget, headroom, cands, choice, reason,
-                    host_budget_bytes=host, warnings=_plan_warnings(gguf, choice),
-                    reference=("the dequantized form of the already quantized source, not the "
-                               "original weights" if quantized_src else
-                               "the unquantized source (F16/BF16/F32)"),
-                    source=gguf, conversion=conversion)
+                    host_budget_bytes=host, warnings=_plan_warnings(gguf, header, choice),
+                    reference=reference_note(is_quantized(header)),
+                    source=gguf, source_sha256=src_sha, conversion=conversion)
 
     if work_dir is not None:
         return run(work_dir)
@@ -161,9 +165,8 @@ def plan_gguf(src: Path, profile: HardwareProfile, *, types: Sequence[str] | Non
     return plan
 
 
-def _plan_warnings(src: Path, choice: Candidate | None) -> list[str]:
+def _plan_warnings(src: Path, header: GGUFHeader, choice: Candidate | None) -> list[str]:
     """What to say about the source: already quantized, or smaller than the choice."""
-    header = read_gguf_header(src)
     if not is_quantized(header):
         return []
     ftype = file_type_name(header)
@@ -214,7 +217,7 @@ def compress_auto(src: Path, out: Path, profile: HardwareProfile, *,
                     imatrix_data=imatrix_data)
         return _install(gguf, out, plan.choice, plan=plan, profile=profile, ctx=plan.context,
                         options=options, t0=t0, imatrix_info=imatrix_info, reporter=reporter,
-                        conversion=plan.conversion)
+                        conversion=plan.conversion, source_sha256=plan.source_sha256)
 
 
 def make_imatrix(src: Path, out: Path, *, calibration: Path | None = None, n_ctx: int = 512,
@@ -271,7 +274,8 @@ def prune_plan(src: Path, k: int, *, calibration: Path | None = None, n_ctx: int
 def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
              profile: HardwareProfile | None, ctx: int, options: CompressOptions, t0: float,
              imatrix_info: dict[str, Any] | None, reporter: Reporter,
-             conversion: ConversionInfo | None = None) -> CompressionReport:
+             conversion: ConversionInfo | None = None,
+             source_sha256: str | None = None) -> CompressionReport:
     """Move the candidate into place as ``out`` and write its report and card."""
     if out.exists() and not options.force:
         raise ConfigError(f"{out}: already exists; pass --force to replace it")
@@ -282,7 +286,7 @@ def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
     reporter.step("hashing the artifact and writing the report")
     text = evaluation_text(options.eval_text) if options.evaluate else None
     report = CompressionReport(
-        source=_source_info(src, conversion),
+        source=_source_info(src, conversion, source_sha256 or sha256_file(src)),
         artifact=out,
         artifact_sha256=sha256_file(out),
         chosen=cand,
@@ -301,7 +305,8 @@ def _install(src: Path, out: Path, cand: Candidate, *, plan: Plan | None,
 
 
 def _report_warnings(src: Path, cand: Candidate, plan: Plan | None) -> list[str]:
-    out = list(plan.warnings) if plan is not None else _plan_warnings(src, cand)
+    out = list(plan.warnings) if plan is not None else \
+        _plan_warnings(src, read_gguf_header(src), cand)
     return out + [w for w in cand.result.warnings
                   if "already quantized" not in w or not out]
 
@@ -322,7 +327,7 @@ def _resolve_source(src: Path, work: Path, options: CompressOptions,
     return gguf, info
 
 
-def _source_info(src: Path, conversion: ConversionInfo | None = None) -> dict[str, Any]:
+def _source_info(src: Path, conversion: ConversionInfo | None, sha256: str) -> dict[str, Any]:
     h = read_gguf_header(src)
     model = {
         "size_bytes": h.file_size,
@@ -333,7 +338,7 @@ def _source_info(src: Path, conversion: ConversionInfo | None = None) -> dict[st
         "license": h.metadata.get("general.license"),
     }
     if conversion is None:
-        return {"path": str(src), "sha256": sha256_file(src), **model}
+        return {"path": str(src), "sha256": sha256, **model}
     # The source is what the user gave: the directory, by the digest of its files.
     return {
         "path": str(conversion.source),
@@ -341,7 +346,7 @@ def _source_info(src: Path, conversion: ConversionInfo | None = None) -> dict[st
         "sha256": conversion.source_digest,
         "digest_method": "sha256 over the sorted (file name, sha256) of the files the "
                          "converter reads",
-        "conversion": conversion.to_dict() | {"gguf_sha256": sha256_file(src)},
+        "conversion": conversion.to_dict() | {"gguf_sha256": sha256},
         **model,
     }
 

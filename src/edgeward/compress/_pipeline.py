@@ -35,6 +35,7 @@ __all__ = [
     "make_reference",
     "materialize",
     "recipes_for",
+    "reference_note",
     "sha256_file",
     "work_directory",
 ]
@@ -154,6 +155,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     reference: str = ""  # what quality is measured against, in a sentence
     source: Path | None = None  # the GGUF planned from (a converted checkpoint's GGUF)
+    source_sha256: str | None = None  # its digest
     conversion: Any = None  # ConversionInfo when the source was a Hugging Face directory
 
     @property
@@ -181,6 +183,13 @@ class Plan:
         }
 
 
+def reference_note(quantized_source: bool) -> str:
+    """What quality is measured against, in a sentence (plans and reports)."""
+    if quantized_source:
+        return "the dequantized form of the already quantized source, not the original weights"
+    return "the unquantized source (F16/BF16/F32)"
+
+
 def make_reference(src: Path, work_dir: Path, *, threads: int | None,
                    reporter: Reporter) -> Path:
     """The unquantized reference for quality: ``src`` itself if it is F16/F32, else its
@@ -198,14 +207,15 @@ def make_reference(src: Path, work_dir: Path, *, threads: int | None,
 def evaluate_candidates(src: Path, recipes: Sequence[QuantRecipe], *, work_dir: Path,
                         profile: HardwareProfile | None, context: int, headroom: float,
                         options: CompressOptions, reporter: Reporter,
-                        imatrix_data: Any = None,
-                        imatrix_sha256: str | None = None) -> list[Candidate]:
+                        imatrix_data: Any = None, imatrix_sha256: str | None = None,
+                        source_sha256: str | None = None) -> list[Candidate]:
     """Quantize every recipe into ``work_dir``, predict its memory and speed on ``profile``
     and (optionally) measure its quality.
 
     A candidate measured before with the same source, recipe, importance matrix, evaluation
     text and llama.cpp build is read from ``options.cache_dir`` instead (``cached``); its
-    artifact is then not in ``work_dir`` (:func:`materialize` makes it).
+    artifact is then not in ``work_dir`` (:func:`materialize` makes it). ``source_sha256``
+    is the source's digest when the caller already has it (it is hashed once).
 
     Raises:
         ConfigError, ArtifactError, ResourceError, RuntimeBackendError: as :func:`quantize`.
@@ -216,7 +226,7 @@ def evaluate_candidates(src: Path, recipes: Sequence[QuantRecipe], *, work_dir: 
     keys: list[str | None] = [None] * len(recipes)
     hits: list[CachedCandidate | None] = [None] * len(recipes)
     if cache.root is not None and text is not None:
-        src_sha = sha256_file(src)
+        src_sha = source_sha256 or sha256_file(src)
         for i, recipe in enumerate(recipes):
             keys[i] = candidate_key(src_sha, recipe, imatrix_sha256=imatrix_sha256,
                                     text_sha256=text.sha256, eval_config=options.eval)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.compress._chart import ChartPoint, render_png
-from edgeward.compress._pipeline import Candidate, Plan
+from edgeward.compress._pipeline import Candidate, Plan, reference_note
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.provenance import BuildRecord, SourceModel
 
@@ -106,10 +106,7 @@ class CompressionReport:
         """What quality was measured against, in a sentence."""
         if self.chosen.quality is None:
             return "quality not measured"
-        if self.chosen.result.requantized:
-            return ("the dequantized form of the already quantized source, not the original "
-                    "weights")
-        return "the unquantized source (F16/BF16/F32)"
+        return reference_note(self.chosen.result.requantized)
 
     def build_record(self) -> BuildRecord:
         """What provenance signs about this build (the report's ``build``)."""

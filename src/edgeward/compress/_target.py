@@ -18,7 +18,6 @@ measured) and are estimates elsewhere. Plans label the figure an estimate.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +27,13 @@ from edgeward.runtimes import (
     GGUFHeader,
     MemoryPrediction,
     block_bytes,
+    block_index,
     predict_memory,
     split_bytes,
 )
 
 __all__ = ["Placement", "SpeedEstimate", "estimate_decode", "place"]
 
-_BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 #: Fraction of the bandwidth a decode step reaches (calibrated: F16 SmolLM2 on the EPYC VM
 #: read its weights at 0.8 of the numpy-copy bandwidth that ``profile detect`` measures).
@@ -171,11 +170,11 @@ def estimate_decode(header: GGUFHeader, profile: HardwareProfile, placement: Pla
     kv_read = 2 * n_past * n_head_kv * head * 2  # K and V, F16, per block
     attn_flops = 4 * n_past * n_head * head  # QK^T and softmax(.)V, per block
 
-    dev_bytes, dev_compute = _weight_work(header, profile, placement, threads)
-    dev_bytes["gpu"] += kv_read * k
-    dev_bytes["host"] += kv_read * (n_layer - k)
     gpu_peak = (profile.compute_tflops or 0.0) * 1e12 * GPU_KERNEL_EFFICIENCY
     host_peak = _host_peak_flops(profile, threads)
+    dev_bytes, dev_compute = _weight_work(header, placement, gpu_peak, host_peak)
+    dev_bytes["gpu"] += kv_read * k
+    dev_bytes["host"] += kv_read * (n_layer - k)
     if gpu_peak:
         dev_compute["gpu"] += attn_flops * k / gpu_peak
     dev_compute["host"] += attn_flops * (n_layer - k) / (host_peak * _CPU_DEFAULT_EFFICIENCY)
@@ -199,19 +198,18 @@ def estimate_decode(header: GGUFHeader, profile: HardwareProfile, placement: Pla
     return SpeedEstimate(1.0 / max(total, 1e-9), memory_s, compute_s, overhead, bound)
 
 
-def _weight_work(header: GGUFHeader, profile: HardwareProfile, placement: Placement,
-                 threads: int | None) -> tuple[dict[str, int], dict[str, float]]:
-    """Bytes of weights read, and seconds of arithmetic, per token on each device."""
+def _weight_work(header: GGUFHeader, placement: Placement, gpu_peak: float,
+                 host_peak: float) -> tuple[dict[str, int], dict[str, float]]:
+    """Bytes of weights read, and seconds of arithmetic, per token on each device (peaks in
+    FLOP/s, the GPU's already scaled by its kernel efficiency)."""
     n_layer, k = placement.n_layer, placement.gpu_layers
     dev_bytes = {"gpu": 0, "host": 0}
     dev_compute = {"gpu": 0.0, "host": 0.0}
-    gpu_peak = (profile.compute_tflops or 0.0) * 1e12 * GPU_KERNEL_EFFICIENCY
-    host_peak = _host_peak_flops(profile, threads)
     tied = header.tensor("output.weight") is None
     for t in header.tensors:
-        m = _BLOCK.match(t.name)
-        if m:
-            dev = "gpu" if int(m.group(1)) >= n_layer - k else "host"
+        i = block_index(t.name)
+        if i is not None:
+            dev = "gpu" if i >= n_layer - k else "host"
         elif t.name == "output.weight" or (t.name == "token_embd.weight" and tied):
             dev = "gpu" if k >= n_layer else "host"  # tied embeddings are the output too
         else:

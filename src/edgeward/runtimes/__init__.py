@@ -44,7 +44,13 @@ from edgeward.runtimes._llama_cpp import (
     llama_cpp_version,
 )
 from edgeward.runtimes._memory import MemoryPrediction, predict_memory
-from edgeward.runtimes._offload import BlockBytes, block_bytes, fit_gpu_layers, split_bytes
+from edgeward.runtimes._offload import (
+    BlockBytes,
+    block_bytes,
+    block_index,
+    fit_gpu_layers,
+    split_bytes,
+)
 from edgeward.runtimes._onnx import OnnxRuntime, choose_providers
 from edgeward.runtimes._select import artifact_format, open_runtime
 
@@ -65,6 +71,7 @@ __all__ = [
     "TokenStream",
     "artifact_format",
     "block_bytes",
+    "block_index",
     "check_backend",
     "choose_providers",
     "fit_gpu_layers",

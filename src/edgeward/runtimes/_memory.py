@@ -29,10 +29,11 @@ from edgeward.errors import ArtifactError
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes._gguf_header import GGUFHeader
 
-__all__ = ["MemoryPrediction", "predict_memory"]
+__all__ = ["REPACKED_TYPES", "MemoryPrediction", "predict_memory"]
 
 _KV_PAD = 256  # llama.cpp pads the KV cache size to a multiple of this
-_REPACKED = {"Q4_0", "Q4_K", "IQ4_NL"}
+#: Types a CPU backend with AVX2 or NEON repacks into an interleaved copy.
+REPACKED_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
 _DEFAULT_BATCH = 512
 
 
@@ -88,7 +89,7 @@ def predict_memory(header: GGUFHeader, *, n_ctx: int, profile: HardwareProfile |
     repacks = profile is None or (profile.backend == "cpu" and any(
         f in profile.cpu_features for f in ("avx2", "neon")))
     repacked = sum(t.n_bytes for t in header.tensors
-                   if t.type_name in _REPACKED and t.name != "token_embd.weight") \
+                   if t.type_name in REPACKED_TYPES and t.name != "token_embd.weight") \
         if repacks else 0
     return MemoryPrediction(
         n_ctx=n_ctx,

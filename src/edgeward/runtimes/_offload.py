@@ -13,12 +13,17 @@ from dataclasses import dataclass
 
 from edgeward.hardware_profiles import HardwareProfile
 from edgeward.runtimes._gguf_header import GGUFHeader
-from edgeward.runtimes._memory import MemoryPrediction, predict_memory
+from edgeward.runtimes._memory import REPACKED_TYPES, MemoryPrediction, predict_memory
 
-__all__ = ["BlockBytes", "block_bytes", "fit_gpu_layers", "split_bytes"]
+__all__ = ["BlockBytes", "block_bytes", "block_index", "fit_gpu_layers", "split_bytes"]
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
-_REPACKED = {"Q4_0", "Q4_K", "IQ4_NL"}
+
+
+def block_index(tensor_name: str) -> int | None:
+    """The block a tensor belongs to (``blk.7.attn_q.weight`` -> 7), None outside a block."""
+    m = _BLOCK.match(tensor_name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,10 @@ def block_bytes(header: GGUFHeader) -> BlockBytes:
     repacked = [0] * n_layer
     embd = output = other = 0
     for t in header.tensors:
-        m = _BLOCK.match(t.name)
-        if m and int(m.group(1)) < n_layer:
-            i = int(m.group(1))
+        i = block_index(t.name)
+        if i is not None and i < n_layer:
             layers[i] += t.n_bytes
-            if t.type_name in _REPACKED:
+            if t.type_name in REPACKED_TYPES:
                 repacked[i] += t.n_bytes
         elif t.name == "token_embd.weight":
             embd = t.n_bytes
