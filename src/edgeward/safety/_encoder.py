@@ -4,7 +4,9 @@ A MiniLM encoder fine-tuned as a 4-way classifier (``scripts/train_safety_encode
 exported to ONNX and int8-quantized with the project's ONNX path, and run here with ONNX
 Runtime, ``tokenizers`` and numpy only (no torch on a device). Its files live in one directory
 (``model.onnx``, ``tokenizer.json``, ``head.npz``: the linear head over the mean-pooled token
-states, ``encoder.json``: the training record).
+states, ``encoder.json``: the training record). The package ships ``model.onnx`` as a pack
+over the packaged MiniLM instead (``model-delta.npz.xz``, :mod:`edgeward.safety._encoder_pack`),
+rebuilt byte for byte in memory at load and checked against the recorded sha256.
 
 Long texts are never silently truncated: the token sequence is cut into windows of
 ``max_tokens`` that cover every token (the head, the tail, and windows spaced evenly between
@@ -15,6 +17,7 @@ text with gaps between them, and :meth:`Encoder.windows` says so (``covered``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -53,6 +56,7 @@ class Encoder:
     directory: Path
     record: dict[str, Any]
     max_windows: int = 32
+    model_sha256: str = ""
     _session: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _weight: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 4), np.float32),
@@ -66,11 +70,20 @@ class Encoder:
     def load(cls, directory: Path, *, threads: int = 1) -> Encoder:
         """Load an encoder directory.
 
+        The model is ``model.onnx`` or, where there is none, the pack that rebuilds it
+        (``model-delta.npz.xz``).
+
         Raises:
-            ConfigError: the directory lacks the encoder's files.
-            ArtifactError: they are unreadable.
+            ConfigError: the directory lacks the encoder's files, or its pack's base model is
+                not installed.
+            ArtifactError: they are unreadable, or the pack rebuilds to other bytes than
+                recorded.
         """
-        need = ("model.onnx", "tokenizer.json", "head.npz", "encoder.json")
+        from edgeward.safety._encoder_pack import PACK_NAME, assemble
+
+        packed = not (directory / "model.onnx").is_file() and (directory / PACK_NAME).is_file()
+        need = ("model.onnx" if not packed else PACK_NAME, "tokenizer.json", "head.npz",
+                "encoder.json")
         missing = [n for n in need if not (directory / n).is_file()]
         if missing:
             raise ConfigError(f"{directory}: no safety encoder here (missing "
@@ -81,12 +94,15 @@ class Encoder:
             from tokenizers import Tokenizer
 
             record = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
+            model = assemble(directory, record) if packed \
+                else (directory / "model.onnx").read_bytes()
+            digest = "sha256:" + hashlib.sha256(model).hexdigest()
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
-            session = ort.InferenceSession(str(directory / "model.onnx"), opts,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+            del model
             tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
             tokenizer.no_truncation()
             tokenizer.no_padding()
@@ -98,8 +114,8 @@ class Encoder:
         if weight.shape[1] != len(_LABELS) or list(record.get("labels", _LABELS)) != list(_LABELS):
             raise ArtifactError(f"{directory}: the encoder's labels are not {list(_LABELS)}")
         token_types = any(i.name == "token_type_ids" for i in session.get_inputs())
-        return cls(directory, record, _session=session, _tokenizer=tokenizer, _weight=weight,
-                   _bias=bias, _token_types=token_types)
+        return cls(directory, record, model_sha256=digest, _session=session,
+                   _tokenizer=tokenizer, _weight=weight, _bias=bias, _token_types=token_types)
 
     @property
     def max_tokens(self) -> int:
@@ -157,7 +173,9 @@ class Encoder:
 @lru_cache(maxsize=1)
 def default_encoder() -> Encoder | None:
     """The encoder shipped inside the package, or ``None`` if this build has none."""
+    from edgeward.safety._encoder_pack import PACK_NAME
+
     d = encoder_dir()
-    if not (d / "model.onnx").is_file():
+    if not (d / "model.onnx").is_file() and not (d / PACK_NAME).is_file():
         return None
     return Encoder.load(d)

@@ -202,8 +202,7 @@ def _stages_record(cascade: Cascade | None) -> dict[str, Any]:
     the policy combines it."""
     out: dict[str, Any] = {"fast": ["rules", "classifier"], "classifier_scale": CLASSIFIER_SCALE}
     if cascade is not None:
-        onnx = cascade.encoder.directory / "model.onnx"
-        out["encoder"] = {"model_sha256": "sha256:" + hashlib.sha256(onnx.read_bytes()).hexdigest(),
+        out["encoder"] = {"model_sha256": cascade.encoder.model_sha256,
                           "band": [cascade.low, cascade.high],
                           "encoder_weight": cascade.encoder_weight,
                           "training": cascade.encoder.record.get("training", {}),
