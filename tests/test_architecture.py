@@ -76,3 +76,26 @@ def test_every_subpackage_of_the_design_exists_with_a_docstring() -> None:
         assert ast.get_docstring(ast.parse(init.read_text())), f"{name} lacks a docstring"
     assert (SRC / "py.typed").is_file()
     assert (SRC / "errors.py").is_file() and (SRC / "cli.py").is_file()
+
+
+_FACES = sorted(p for p in SRC.rglob("*.py") if _package_of(p) in TOP)
+
+
+@pytest.mark.parametrize("path", _FACES, ids=lambda p: str(p.relative_to(SRC)))
+def test_faces_use_front_doors_only(path: Path) -> None:
+    """The CLI, the TUI and the demo import a library package's front door (``edgeward.fleet``,
+    ``edgeward.fleet.protocol``), never one of its private modules (``edgeward.fleet._store``):
+    what a face needs, the front door exports."""
+    for target in _imports(path):
+        parts = target.split(".")
+        if parts[0] in TOP:
+            continue  # a face's own modules
+        private = [p for p in parts[1:] if p.startswith("_")]
+        assert not private, (f"{path.relative_to(SRC)} imports edgeward.{target}, a private "
+                             f"module; export what it needs from edgeward.{parts[0]}")
+
+
+def test_the_face_check_catches_a_private_import(tmp_path: Path) -> None:
+    face = tmp_path / "face.py"
+    face.write_text("def f():\n    from edgeward.fleet._store import open_store\n")
+    assert "fleet._store" in _imports(face)

